@@ -1,0 +1,181 @@
+"""Build-time gate (the Dockerfile's last step): a combination of SGLang, diffusers and transformers
+that does not work together must fail the *build*, not the first request.
+
+1. `pip check`: every conflict fails, except pins that the build arguments overrode on purpose
+   (DIFFUSERS_SOURCE / TRANSFORMERS_SOURCE set to git or pypi): those are recorded as warnings.
+2. The SGLang diffusion HTTP server and the GLM-Image pipeline stages import.
+3. The GLM-Image edit path: SGLang turns the vision encoder's image features into a tensor before
+   torch.cat. Older SGLang with transformers 5 failed every edit with "cat() received an invalid
+   combination of arguments" (fixed upstream by pooled_image_features_to_tensor, sglang PR #25697).
+   A tiny random GlmImageForConditionalGeneration runs get_image_features on the CPU and SGLang's
+   conversion must give a tensor that torch.cat accepts.
+4. Writes build-info.json: versions, git commits, sources, and what was overridden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPORTED = (
+    "sglang",
+    "sglang-kernel",
+    "diffusers",
+    "transformers",
+    "torch",
+    "torchvision",
+    "triton",
+    "flash-attn",
+    "flashinfer-python",
+    "glm-image-sglang",
+)
+PIN_CONFLICT = re.compile(r"^(?P<who>\S+) \S+ has requirement (?P<pkg>[A-Za-z0-9_.-]+)\S*, but you have ")
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def package_info(name: str) -> dict[str, Any] | None:
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
+    info: dict[str, Any] = {"version": dist.version}
+    direct = dist.read_text("direct_url.json")
+    if direct:
+        data = json.loads(direct)
+        vcs = data.get("vcs_info")
+        if vcs:
+            info["source"] = "git"
+            info["url"] = data.get("url")
+            info["commit"] = vcs.get("commit_id")
+            info["requested_ref"] = vcs.get("requested_revision")
+        else:
+            info["source"] = "local"
+    else:
+        info["source"] = "index"
+    return info
+
+
+def classify_pip_check(output: str, overridden: set[str]) -> tuple[list[str], list[str]]:
+    """Split `pip check` lines into (accepted overrides, failures)."""
+    accepted, failures = [], []
+    for line in output.splitlines():
+        line = line.strip()
+        if not line or line.startswith("No broken requirements"):
+            continue
+        match = PIN_CONFLICT.match(line)
+        if match and match["pkg"].lower().replace("_", "-") in overridden:
+            accepted.append(line)
+        else:
+            failures.append(line)
+    return accepted, failures
+
+
+def run_pip_check(overridden: set[str]) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, check=False)
+    accepted, failures = classify_pip_check(proc.stdout + proc.stderr, overridden)
+    for line in accepted:
+        print(f"WARNING: pip check: {line} (overridden on purpose by the build arguments)")
+    if failures:
+        raise CheckFailed("pip check found broken requirements:\n  " + "\n  ".join(failures))
+    print(f"pip check: OK ({len(accepted)} intended override(s))")
+    return accepted
+
+
+def check_imports() -> None:
+    t0 = time.time()
+    import diffusers
+    import transformers
+    from sglang.multimodal_gen.runtime.entrypoints import http_server  # noqa: F401
+
+    missing = [n for n in ("GlmImagePipeline", "WanPipeline", "WanImageToVideoPipeline") if not hasattr(diffusers, n)]
+    missing += [n for n in ("GlmImageForConditionalGeneration",) if not hasattr(transformers, n)]
+    if missing:
+        raise CheckFailed(f"these classes are missing from diffusers/transformers: {', '.join(missing)}")
+    print(f"imports: SGLang diffusion server, GLM-Image and Wan pipelines OK ({time.time() - t0:.1f} s)")
+
+
+def check_glm_edit_path() -> None:
+    import torch
+    from transformers import GlmImageConfig, GlmImageForConditionalGeneration
+
+    try:
+        from sglang.multimodal_gen.runtime.pipelines_core.stages.model_specific_stages.glm_image import (
+            pooled_image_features_to_tensor,
+        )
+    except ImportError as e:
+        raise CheckFailed(
+            f"this SGLang has no pooled_image_features_to_tensor ({e}): with transformers 5 every GLM-Image "
+            "edit fails with 'cat() received an invalid combination of arguments'. Use an SGLang that has "
+            "the fix (sglang PR #25697, release 0.5.16 or newer)."
+        ) from None
+    torch.manual_seed(0)
+    config = GlmImageConfig(
+        text_config={"vocab_size": 168064, "hidden_size": 32, "intermediate_size": 32, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 64,
+                     "vision_vocab_size": 64, "rope_parameters": {"mrope_section": (4, 2, 2)}},
+        vision_config={"depth": 1, "hidden_size": 32, "num_heads": 2, "image_size": 32, "patch_size": 8,
+                       "intermediate_size": 32},
+        vq_config={"embed_dim": 32, "num_embeddings": 64, "latent_channels": 32},
+    )  # fmt: skip
+    model = GlmImageForConditionalGeneration(config).eval()
+    vision = config.vision_config
+    grid = torch.tensor([[1, 4, 4]])
+    channels = getattr(vision, "in_channels", 3) * getattr(vision, "temporal_patch_size", 1) * vision.patch_size**2
+    pixels = torch.randn(int(grid.prod()), channels)
+    with torch.no_grad():
+        features = model.get_image_features(pixels, grid)
+        tensor = pooled_image_features_to_tensor(features)
+        torch.cat([tensor, tensor], dim=0)
+    if not isinstance(tensor, torch.Tensor):
+        raise CheckFailed(f"GLM-Image edit path: image features became {type(tensor).__name__}, not a tensor")
+    print(f"GLM-Image edit path: get_image_features -> tensor {tuple(tensor.shape)} OK ({type(features).__name__})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="glm-image-sglang-build-check", description=__doc__.split("\n")[0])
+    parser.add_argument("--write", type=Path, help="write build-info.json here")
+    parser.add_argument("--image-version", default="dev")
+    parser.add_argument("--vcs-ref", default="unknown")
+    parser.add_argument("--build-date", default="unknown")
+    parser.add_argument("--source", action="append", default=[], help="NAME=SPEC as given to the build")
+    args = parser.parse_args(argv)
+    sources = dict(s.split("=", 1) for s in args.source if "=" in s)
+    overridden = {
+        name for name in ("diffusers", "transformers") if sources.get(name, "pinned").split(":")[0] in ("git", "pypi")
+    }
+    try:
+        accepted = run_pip_check(overridden)
+        check_imports()
+        check_glm_edit_path()
+    except CheckFailed as e:
+        print(f"ERROR: build check failed: {e}", file=sys.stderr)
+        return 1
+    info = {
+        "image_version": args.image_version,
+        "vcs_ref": args.vcs_ref,
+        "build_date": args.build_date,
+        "python": platform.python_version(),
+        "sources": sources,
+        "pip_check_overrides": accepted,
+        "packages": {name: package_info(name) for name in REPORTED if package_info(name)},
+    }
+    if args.write:
+        args.write.write_text(json.dumps(info, indent=2) + "\n")
+        print(f"wrote {args.write}")
+    print(json.dumps(info["packages"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Command line: `glm-image-sglang serve` (the container's default), `check`, `env`.
+
+Data flows one way: environment -> settings -> model detection -> pre-flight -> argv -> supervised
+process. Nothing is started before everything has been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import models, preflight, sglang_args
+from .errors import LauncherError, ResourceError
+from .plan import Plan, make_plan
+from .settings import FIELDS, Settings
+from .supervisor import Supervisor, log
+
+BUILD_INFO = Path(os.environ.get("BUILD_INFO_FILE", "/app/build-info.json"))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    settings: Settings
+    model: models.ModelInfo
+    plan: Plan
+    launch: sglang_args.Launch
+    env: dict[str, str]
+
+
+def _build_info() -> str:
+    try:
+        info = json.loads(BUILD_INFO.read_text())
+    except (OSError, ValueError):
+        return ""
+    packages = info.get("packages", {})
+    parts = [f"{name} {meta.get('version', '?')}" for name, meta in sorted(packages.items())]
+    return f"image {info.get('image_version', '?')} ({', '.join(parts)})"
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Everything up to the final argv, with every check. Raises LauncherError."""
+    path = models.resolve_model_path(settings.model_path, settings.hf_home)
+    model = models.inspect(path, settings.model_variant)
+    models.require_complete(model)
+    machine = preflight.probe_machine()
+    plan = make_plan(settings, model, machine)
+    preflight.check_toolchain(settings.require_gpu)
+    preflight.check_resources(settings, plan, machine, model.display_name)
+    preflight.check_writable([settings.outputs, settings.uploads, settings.caches])
+    preflight.check_port(settings.host, settings.port)
+    scheduler = settings.scheduler_port or preflight.free_port("127.0.0.1", 5555, avoid=[settings.port])
+    master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[settings.port, scheduler])
+    launch = sglang_args.build(settings, model, plan, scheduler, master, preflight.probe_sglang_flags())
+    _link_alias(sglang_args.model_path_for_sglang(settings, model), model.path)
+    env = sglang_args.child_env(settings, dict(os.environ))
+    return Prepared(settings, model, plan, launch, env)
+
+
+def _link_alias(alias: Path, target: Path) -> None:
+    if alias == target:
+        return
+    try:
+        alias.parent.mkdir(parents=True, exist_ok=True)
+        if alias.is_symlink() or alias.exists():
+            alias.unlink()
+        alias.symlink_to(target.resolve(), target_is_directory=True)
+    except OSError as e:
+        raise ResourceError(f"cannot create the model alias {alias}: {e.strerror}. Check CACHE_DIR.") from None
+
+
+def report(p: Prepared) -> None:
+    info = _build_info()
+    if info:
+        log(info)
+    version = preflight.sglang_version()
+    log(f"SGLang {version or '(version unknown)'}")
+    log("configuration:")
+    for key, value in p.settings.redacted().items():
+        log(f"  {key}={value}")
+    gib = models.GiB
+    log(
+        f"model: {p.model.display_name} at {p.model.path} "
+        f"({p.model.weight_bytes() / gib:.1f} GiB of weights in {len(p.model.components)} components)"
+    )
+    for note in p.plan.notes:
+        log(f"  {note}")
+    log(
+        f"estimated peak memory: {p.plan.gpu_need_bytes / gib:.1f} GiB per GPU, "
+        f"{p.plan.host_need_bytes / gib:.1f} GiB host"
+    )
+    for flag in p.launch.dropped:
+        preflight.warn(f"SGLang {version} has no {flag}; it is left out")
+    log("command: " + shlex.join(p.launch.argv))
+
+
+def cmd_serve(settings: Settings) -> int:
+    prepared = prepare(settings)
+    report(prepared)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    supervisor = Supervisor(
+        prepared.launch.argv,
+        prepared.env,
+        f"http://{host}:{settings.port}/health",
+        grace_seconds=settings.graceful_shutdown_timeout,
+        startup_timeout=settings.startup_timeout,
+    )
+    return supervisor.run()
+
+
+def cmd_check(settings: Settings) -> int:
+    prepared = prepare(settings)
+    report(prepared)
+    log("all checks passed (nothing started)")
+    return 0
+
+
+def cmd_env() -> int:
+    print("| Variable | Default | Meaning |")
+    print("|---|---|---|")
+    for f in FIELDS:
+        default = f"`{f.default}`" if f.default not in (None, "") else "—"
+        print(f"| `{f.env}` | {default} | {f.help} |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="glm-image-sglang",
+        description="Start the SGLang diffusion server for GLM-Image or Wan 2.2, configured from the environment.",
+        epilog="Every setting is an environment variable; `glm-image-sglang env` lists them.",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="serve",
+        choices=["serve", "check", "env"],
+        help="serve (default): check, then start SGLang; check: run every check and print the command "
+        "without starting; env: print the environment variables as a table",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "env":
+        return cmd_env()
+    try:
+        settings = Settings.from_env()
+        return cmd_serve(settings) if args.command == "serve" else cmd_check(settings)
+    except LauncherError as e:
+        print(f"{e.prefix}: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug of ours: say so in one line, details only on request
+        print(f"ERROR: internal launcher error: {type(e).__name__}: {e}", file=sys.stderr)
+        if os.environ.get("LOG_LEVEL", "").lower() == "debug":
+            traceback.print_exc()
+        else:
+            print("ERROR: set LOG_LEVEL=debug for the traceback and report it.", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Decisions: parallel layout and weight placement, from settings, the model and the machine's facts.
+
+Pure: the machine is passed in as data (preflight.py probes it), so every decision is unit-tested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError, ResourceError
+from .models import GiB, ModelInfo
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Facts about the machine, as probed by preflight.probe_machine()."""
+
+    gpus: tuple[Gpu, ...]
+    gpu_probe: str  # how the GPUs were found, or why none were
+    host_memory_limit: int | None  # cgroup limit, else physical memory; None if unknown
+
+
+@dataclass(frozen=True)
+class Plan:
+    num_gpus: int  # 0: SGLang's CPU platform (REQUIRE_GPU=false)
+    cfg_parallel: bool
+    ulysses: int
+    ring: int
+    offload: str  # none | text-encoder | dit-layerwise | dit
+    gpu_need_bytes: int  # estimated peak per GPU
+    host_need_bytes: int  # estimated peak host RSS while loading and serving
+    notes: tuple[str, ...] = field(default=())  # each derived default, printed at start
+
+
+# Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
+# dit_precision bf16, vae_precision fp32 (bf16 for GLM-Image), text_encoder_precisions fp32).
+def _bytes_per_param(component: str, variant_key: str | None) -> int:
+    if component.startswith("transformer"):
+        return 2
+    if component == "vae":
+        return 2 if variant_key == "glm-image" else 4
+    if component.startswith("text_encoder"):
+        return 4
+    return 2  # vision_language_encoder, image_encoder
+
+
+# Host RSS with everything on the GPU: measured 8 GB for Wan2.2-T2V-A14B resident (docs/benchmarks.md).
+HOST_BASE = 8 * GiB
+# Layerwise DiT offload keeps pinned host copies: 93.7 GB RSS measured for A14B's 57 GB of bf16 DiT weights.
+DIT_OFFLOAD_HOST_FACTOR = 1.5
+# Peak activations + VAE decode on top of the weights (A14B 480p resident: 75.6 GiB peak for 74.5 GiB
+# of weights; 720p needs several GiB more for the VAE decode).
+ACTIVATION_HEADROOM = {"video": 12 * GiB, "image": 8 * GiB}
+
+OFFLOAD_ORDER = ("none", "text-encoder", "dit-layerwise")
+
+
+def gpu_bytes(model: ModelInfo, component: str) -> int:
+    comp = next(c for c in model.components if c.name == component)
+    key = model.variant.key if model.variant else None
+    if comp.params is None:
+        return comp.weight_bytes
+    return comp.params * _bytes_per_param(component, key)
+
+
+def estimate(model: ModelInfo, offload: str) -> tuple[int, int]:
+    """(peak GPU bytes per GPU, peak host bytes) for an offload mode. Every GPU holds all weights:
+    CFG-parallel and Ulysses split activations, not weights."""
+    gpu_parts = [c.name for c in model.components if c.weight_bytes or c.params]
+    on_host: list[str] = []
+    host_factor = 1.0
+    if offload == "text-encoder":
+        on_host = [n for n in gpu_parts if n.startswith("text_encoder")]
+    elif offload in ("dit-layerwise", "dit"):
+        on_host = [n for n in gpu_parts if n.startswith("text_encoder") or n.startswith("transformer")]
+        host_factor = DIT_OFFLOAD_HOST_FACTOR
+    kind = model.variant.output if model.variant else "video"
+    gpu = sum(gpu_bytes(model, n) for n in gpu_parts if n not in on_host) + ACTIVATION_HEADROOM[kind]
+    if offload in ("dit-layerwise", "dit"):
+        # the layers in flight and the largest non-DiT component stay on the GPU
+        gpu += max((gpu_bytes(model, n) for n in model.dit_names), default=0) // 10
+    host_dit = sum(gpu_bytes(model, n) for n in on_host if n.startswith("transformer"))
+    host_other = sum(gpu_bytes(model, n) for n in on_host if not n.startswith("transformer"))
+    host = HOST_BASE + int(host_dit * host_factor) + host_other
+    return gpu, host
+
+
+def _layout(settings: Settings, model: ModelInfo, n: int) -> tuple[bool, int, int, list[str]]:
+    notes: list[str] = []
+    uses_cfg = model.variant.uses_cfg if model.variant else True
+    if settings.cfg_parallel == "on":
+        if n % 2:
+            raise ConfigError(f"CFG_PARALLEL=on needs an even number of GPUs; {n} in use. Set NUM_GPUS.")
+        cfg = True
+    elif settings.cfg_parallel == "off":
+        cfg = False
+    else:
+        cfg = uses_cfg and n >= 2 and n % 2 == 0
+        if n > 1:
+            notes.append(f"CFG-parallel: {'on' if cfg else 'off'} (auto: {n} GPUs)")
+    sp = n // (2 if cfg else 1)
+    heads = model.dit_heads
+    if settings.ulysses_degree is None and settings.ring_degree is None:
+        # Ulysses is fastest; its degree must divide the attention heads. The rest goes to Ring.
+        ulysses = max(d for d in range(1, sp + 1) if sp % d == 0 and (heads is None or heads % d == 0))
+        ring = sp // ulysses
+        if sp > 1:
+            notes.append(f"sequence parallel: ulysses {ulysses} x ring {ring} (auto: {sp} GPUs per CFG branch)")
+    else:
+        ulysses = settings.ulysses_degree or max(1, sp // (settings.ring_degree or 1))
+        ring = settings.ring_degree or max(1, sp // ulysses)
+    if (2 if cfg else 1) * ulysses * ring != n:
+        raise ConfigError(
+            f"parallel layout does not use all {n} GPUs: CFG {'2' if cfg else '1'} x ULYSSES_DEGREE {ulysses} x "
+            f"RING_DEGREE {ring} = {(2 if cfg else 1) * ulysses * ring}. Make the product equal NUM_GPUS."
+        )
+    if heads is not None and heads % ulysses:
+        raise ConfigError(
+            f"ULYSSES_DEGREE={ulysses} does not divide the model's {heads} attention heads; "
+            f"use a divisor of {heads} and put the rest in RING_DEGREE."
+        )
+    return cfg, ulysses, ring, notes
+
+
+def _fmt(n: int) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+def make_plan(settings: Settings, model: ModelInfo, machine: Machine) -> Plan:
+    if not machine.gpus:
+        if settings.require_gpu:
+            raise ResourceError(
+                f"no GPU visible ({machine.gpu_probe}). Start the container with GPU access: "
+                "docker run --gpus all ... (NVIDIA Container Toolkit), or on Kubernetes/OpenShift request "
+                "nvidia.com/gpu: 1 in the pod's resources."
+            )
+        gpu, host = estimate(model, "none")
+        return Plan(0, False, 1, 1, "none", 0, host, ("no GPU: SGLang's CPU platform (REQUIRE_GPU=false)",))
+    n = settings.num_gpus or len(machine.gpus)
+    notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
+    if n > len(machine.gpus):
+        raise ResourceError(
+            f"NUM_GPUS={n} but only {len(machine.gpus)} GPU(s) are visible ({machine.gpu_probe}). "
+            f"Lower NUM_GPUS or give the container more GPUs."
+        )
+    cfg, ulysses, ring, layout_notes = _layout(settings, model, n)
+    notes += layout_notes
+    per_gpu = min(g.memory_bytes for g in machine.gpus[:n])
+    if settings.offload == "auto":
+        for mode in OFFLOAD_ORDER:
+            gpu, host = estimate(model, mode)
+            if gpu <= per_gpu:
+                offload = mode
+                break
+        else:
+            gpu, host = estimate(model, "dit-layerwise")
+            raise ResourceError(
+                f"{model.display_name} needs about {_fmt(gpu)} per GPU even with the DiT offloaded layer by layer, "
+                f"but the GPU has {_fmt(per_gpu)}. Use a GPU with more memory."
+            )
+        notes.append(
+            f"offload: {offload} (auto: weights+activations ~{_fmt(estimate(model, 'none')[0])} "
+            f"vs {_fmt(per_gpu)} per GPU)"
+        )
+    else:
+        offload = settings.offload
+        gpu, host = estimate(model, offload)
+    return Plan(n, cfg, ulysses, ring, offload, gpu, host, tuple(notes))

@@ -1,0 +1,314 @@
+"""The one typed configuration: every environment variable the launcher reads, with its default.
+
+README.md's environment table is generated from FIELDS (tests check they agree). Build a Settings
+inside main() with Settings.from_env(); nothing reads os.environ anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .models import VARIANTS
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
+
+VARIANT_CHOICES = ("auto", *VARIANTS, "other")
+CFG_CHOICES = ("auto", "on", "off")
+OFFLOAD_CHOICES = ("auto", "none", "text-encoder", "dit-layerwise", "dit")
+PREFLIGHT_CHOICES = ("enforce", "warn")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Field:
+    env: str
+    attr: str
+    default: str | None  # as written in the environment; None = required or unset
+    help: str
+    secret: bool = False
+
+
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "MODEL_PATH",
+        "model_path",
+        None,
+        "Required. The Diffusers model folder (holds model_index.json), or a repo id such as "
+        "zai-org/GLM-Image found in the offline cache under HF_HOME.",
+    ),
+    Field(
+        "MODEL_VARIANT",
+        "model_variant",
+        "auto",
+        f"Which model it is: auto (detected from the files), {', '.join(VARIANTS)}, or other "
+        "(an unrecognised model, passed to SGLang as it is).",
+    ),
+    Field("HOST", "host", "0.0.0.0", "Address the API listens on."),
+    Field("PORT", "port", "30000", "Port the API listens on."),
+    Field("NUM_GPUS", "num_gpus", None, "GPUs to use. Default: all visible GPUs."),
+    Field(
+        "CFG_PARALLEL",
+        "cfg_parallel",
+        "auto",
+        "auto, on or off: run the conditional and unconditional passes on two GPU groups. "
+        "auto: on when the GPU count is even and >= 2.",
+    ),
+    Field(
+        "ULYSSES_DEGREE",
+        "ulysses_degree",
+        None,
+        "Ulysses sequence-parallel degree. Default: the GPUs left after CFG-parallel.",
+    ),
+    Field("RING_DEGREE", "ring_degree", None, "Ring sequence-parallel degree. Default: 1."),
+    Field(
+        "OFFLOAD",
+        "offload",
+        "auto",
+        "auto, none, text-encoder, dit-layerwise or dit: which weights live in host RAM between uses. "
+        "auto keeps everything on the GPU when it fits (least host RAM), else offloads the text "
+        "encoder, then the DiT layer by layer.",
+    ),
+    Field(
+        "SERVED_MODEL_NAME",
+        "served_model_name",
+        None,
+        "Model name reported by /v1/models. Default: the model's repo name.",
+    ),
+    Field("LOG_LEVEL", "log_level", "info", "debug, info, warning or error."),
+    Field(
+        "DATA_DIR",
+        "data_dir",
+        "/app/data",
+        "Writable root for outputs, uploads and kernel caches (mount an emptyDir or a volume here "
+        "when the root filesystem is read-only).",
+    ),
+    Field("OUTPUT_DIR", "output_dir", None, "Where generated files go. Default: $DATA_DIR/outputs."),
+    Field("UPLOAD_DIR", "upload_dir", None, "Where uploaded input images go. Default: $DATA_DIR/uploads."),
+    Field(
+        "CACHE_DIR",
+        "cache_dir",
+        None,
+        "Triton, Inductor and SGLang JIT kernel caches. Default: $DATA_DIR/cache. Keep it on a "
+        "volume to skip kernel compiles on restart.",
+    ),
+    Field("ENABLE_METRICS", "metrics", "true", "Expose Prometheus metrics on /metrics."),
+    Field(
+        "GRACEFUL_SHUTDOWN_TIMEOUT",
+        "graceful_shutdown_timeout",
+        "30",
+        "Seconds a running request may take to finish after SIGTERM before the server is killed.",
+    ),
+    Field(
+        "STARTUP_TIMEOUT",
+        "startup_timeout",
+        "1800",
+        "Seconds to wait for the server to become ready before giving up (0 = forever).",
+    ),
+    Field(
+        "PREFLIGHT",
+        "preflight",
+        "enforce",
+        "enforce: memory and GPU-memory shortfalls stop the start; warn: they only warn.",
+    ),
+    Field(
+        "REQUIRE_GPU",
+        "require_gpu",
+        "true",
+        "false lets SGLang start on its CPU platform (tests with tiny models only).",
+    ),
+    Field(
+        "SCHEDULER_PORT",
+        "scheduler_port",
+        None,
+        "SGLang's internal scheduler port. Default: the first free port from 5555.",
+    ),
+    Field(
+        "MASTER_PORT", "master_port", None, "torch.distributed master port. Default: the first free port from 30005."
+    ),
+    Field("SGLANG_BIN", "sglang_bin", "sglang", "The SGLang executable."),
+    Field(
+        "SGLANG_EXTRA_ARGS",
+        "extra_args",
+        "",
+        "Extra `sglang serve` flags, split like a shell would (no expansion), appended last.",
+    ),
+    Field("HF_HOME", "hf_home", None, "Hugging Face cache (the image sets /app/models)."),
+    Field("HF_TOKEN", "hf_token", None, "Optional; passed through, never printed.", secret=True),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: str
+    model_variant: str = "auto"
+    host: str = "0.0.0.0"
+    port: int = 30000
+    num_gpus: int | None = None
+    cfg_parallel: str = "auto"
+    ulysses_degree: int | None = None
+    ring_degree: int | None = None
+    offload: str = "auto"
+    served_model_name: str | None = None
+    log_level: str = "info"
+    data_dir: Path = Path("/app/data")
+    output_dir: Path | None = None
+    upload_dir: Path | None = None
+    cache_dir: Path | None = None
+    metrics: bool = True
+    graceful_shutdown_timeout: int = 30
+    startup_timeout: int = 1800
+    preflight: str = "enforce"
+    require_gpu: bool = True
+    scheduler_port: int | None = None
+    master_port: int | None = None
+    sglang_bin: str = "sglang"
+    extra_args: tuple[str, ...] = ()
+    hf_home: str | None = None
+    hf_token: str | None = None
+
+    @property
+    def outputs(self) -> Path:
+        return self.output_dir or self.data_dir / "outputs"
+
+    @property
+    def uploads(self) -> Path:
+        return self.upload_dir or self.data_dir / "uploads"
+
+    @property
+    def caches(self) -> Path:
+        return self.cache_dir or self.data_dir / "cache"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in FIELDS:
+            raw = env.get(f.env)
+            if raw is not None and raw.strip() == "" and f.env != "SGLANG_EXTRA_ARGS":
+                raw = None  # an empty variable means "use the default", as in a Kubernetes manifest
+            if raw is None:
+                raw = f.default
+            if raw is None:
+                if f.attr == "model_path":
+                    raise ConfigError(
+                        "MODEL_PATH is not set. Set it to the model folder inside the container, e.g. "
+                        "-e MODEL_PATH=/app/models/GLM-Image (with -v /srv/models:/app/models:ro)."
+                    )
+                continue
+            values[f.attr] = _PARSERS.get(f.attr, _as_str)(f.env, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.num_gpus is not None and self.num_gpus < 1:
+            raise ConfigError(f"NUM_GPUS={self.num_gpus}: must be at least 1.")
+        for name in ("ulysses_degree", "ring_degree"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name.upper()}={value}: must be at least 1.")
+        if self.scheduler_port is not None and self.scheduler_port == self.port:
+            raise ConfigError(f"SCHEDULER_PORT={self.scheduler_port} equals PORT; pick another port.")
+
+    def redacted(self) -> dict[str, str]:
+        """The effective configuration as printed at start: secrets shown only as set/unset."""
+        out: dict[str, str] = {}
+        for f in FIELDS:
+            value = getattr(self, f.attr)
+            if f.secret:
+                out[f.env] = "(set)" if value else "(unset)"
+            elif isinstance(value, tuple):
+                out[f.env] = shlex.join(value)
+            elif value is None:
+                out[f.env] = "(auto)"
+            elif isinstance(value, bool):
+                out[f.env] = str(value).lower()
+            else:
+                out[f.env] = str(value)
+        out["OUTPUT_DIR"] = str(self.outputs)
+        out["UPLOAD_DIR"] = str(self.uploads)
+        out["CACHE_DIR"] = str(self.caches)
+        return out
+
+
+def _as_str(env: str, raw: str) -> str:
+    return raw
+
+
+def _int(low: int, high: int) -> Callable[[str, str], int]:
+    def parse(env: str, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{env}={raw!r} is not a whole number ({low}-{high}).") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{env}={value} is out of range ({low}-{high}).")
+        return value
+
+    return parse
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(env: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{env}={raw!r} is not one of: {', '.join(choices)}.")
+        return value
+
+    return parse
+
+
+def _bool(env: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in TRUE:
+        return True
+    if value in FALSE:
+        return False
+    raise ConfigError(f"{env}={raw!r} is not a boolean (true/false).")
+
+
+def _path(env: str, raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute():
+        raise ConfigError(f"{env}={raw!r} must be an absolute path.")
+    return path
+
+
+def _args(env: str, raw: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(raw))
+    except ValueError as e:
+        raise ConfigError(f"{env} cannot be split into arguments: {e} (check the quotes).") from None
+
+
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "model_variant": _choice(VARIANT_CHOICES),
+    "port": _int(1, 65535),
+    "num_gpus": _int(1, 64),
+    "cfg_parallel": _choice(CFG_CHOICES),
+    "ulysses_degree": _int(1, 64),
+    "ring_degree": _int(1, 64),
+    "offload": _choice(OFFLOAD_CHOICES),
+    "log_level": _choice(LOG_LEVELS),
+    "data_dir": _path,
+    "output_dir": _path,
+    "upload_dir": _path,
+    "cache_dir": _path,
+    "metrics": _bool,
+    "graceful_shutdown_timeout": _int(0, 86400),
+    "startup_timeout": _int(0, 7 * 86400),
+    "preflight": _choice(PREFLIGHT_CHOICES),
+    "require_gpu": _bool,
+    "scheduler_port": _int(1, 65535),
+    "master_port": _int(1, 65535),
+    "extra_args": _args,
+}
+
+assert {f.attr for f in FIELDS} == {f.name for f in fields(Settings)}, "FIELDS and Settings disagree"

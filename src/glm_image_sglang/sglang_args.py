@@ -1,0 +1,118 @@
+"""Settings + detected model + plan -> the exact `sglang serve` argv. Pure; the one place that knows
+SGLang's flags.
+
+Flags that only newer SGLang releases have are passed when the installed SGLang has them
+(`supported`, from preflight.probe_sglang_flags); None means "assume the newest".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .models import ModelInfo
+from .plan import Plan
+from .settings import Settings
+
+# Passed only when the installed SGLang knows them (added after 0.5.16, the GPU device's version).
+OPTIONAL_FLAGS = ("--http-graceful-shutdown-timeout", "--served-model-name", "--enable-metrics")
+
+# offload mode -> SGLang's per-component switches. Every switch is always passed: SGLang otherwise
+# picks its own offload from the GPU size (layerwise DiT offload on an 80 GB GPU for Wan2.2-A14B,
+# which needs ~94 GB of host RAM and gets a 64Gi pod OOMKilled).
+OFFLOAD_SWITCHES: dict[str, dict[str, bool]] = {
+    "none": {},
+    "text-encoder": {"--text-encoder-cpu-offload": True},
+    "dit-layerwise": {"--text-encoder-cpu-offload": True, "--dit-layerwise-offload": True},
+    "dit": {"--text-encoder-cpu-offload": True, "--dit-cpu-offload": True},
+}
+ALL_SWITCHES = (
+    "--dit-cpu-offload",
+    "--dit-layerwise-offload",
+    "--text-encoder-cpu-offload",
+    "--image-encoder-cpu-offload",
+    "--vae-cpu-offload",
+)
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    dropped: tuple[str, ...]  # optional flags this SGLang does not have
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def model_path_for_sglang(settings: Settings, model: ModelInfo) -> Path:
+    """GLM-Image is recognised only by "glm-image" in its path: other folder names get a path alias
+    (a symlink named after the repo, under CACHE_DIR) instead of the silent wrong pipeline."""
+    variant = model.variant
+    if variant and variant.path_alias and "glm-image" not in str(model.path).lower():
+        return settings.caches / "model-alias" / variant.path_alias
+    return model.path
+
+
+def build(
+    settings: Settings,
+    model: ModelInfo,
+    plan: Plan,
+    scheduler_port: int,
+    master_port: int,
+    supported: Iterable[str] | None = None,
+) -> Launch:
+    have = None if supported is None else set(supported)
+    argv = [settings.sglang_bin, "serve", "--model-type", "diffusion"]
+    argv += ["--model-path", str(model_path_for_sglang(settings, model))]
+    if model.variant and model.variant.sglang_model_id:
+        argv += ["--model-id", model.variant.sglang_model_id]
+    argv += ["--host", settings.host, "--port", str(settings.port), "--strict-ports", "true"]
+    argv += ["--scheduler-port", str(scheduler_port), "--master-port", str(master_port)]
+    argv += ["--num-gpus", str(max(plan.num_gpus, 1))]
+    if plan.num_gpus > 1:
+        argv += ["--enable-cfg-parallel", _bool(plan.cfg_parallel)]
+        argv += ["--ulysses-degree", str(plan.ulysses), "--ring-degree", str(plan.ring)]
+    if plan.num_gpus > 0:
+        switches = OFFLOAD_SWITCHES[plan.offload]
+        for flag in ALL_SWITCHES:
+            argv += [flag, _bool(switches.get(flag, False))]
+    argv += ["--output-path", str(settings.outputs), "--input-save-path", str(settings.uploads)]
+    argv += ["--log-level", settings.log_level]
+
+    optional: list[tuple[str, str]] = [
+        ("--http-graceful-shutdown-timeout", str(settings.graceful_shutdown_timeout)),
+        ("--enable-metrics", _bool(settings.metrics)),
+    ]
+    if settings.served_model_name:
+        optional.append(("--served-model-name", settings.served_model_name))
+    dropped: list[str] = []
+    for flag, value in optional:
+        if have is None or flag in have:
+            argv += [flag, value]
+        else:
+            dropped.append(flag)
+    argv += list(settings.extra_args)
+    return Launch(argv, tuple(dropped))
+
+
+def child_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
+    """The environment for SGLang: kernel caches under CACHE_DIR (never under the read-only models)."""
+    env = dict(base)
+    cache = settings.caches
+    defaults = {
+        "TRITON_CACHE_DIR": cache / "triton",
+        "TORCHINDUCTOR_CACHE_DIR": cache / "inductor",
+        "SGLANG_CACHE_DIR": cache / "sglang",
+        "SGLANG_JIT_CACHE_DIR": cache / "sglang-jit",
+        "SGLANG_DIFFUSION_CACHE_ROOT": cache / "sglang-diffusion",
+        "FLASHINFER_WORKSPACE_BASE": cache / "flashinfer",
+        "CUDA_CACHE_PATH": cache / "cuda",
+        "XDG_CACHE_HOME": cache / "xdg",
+        "MPLCONFIGDIR": cache / "matplotlib",
+    }
+    for name, path in defaults.items():
+        env.setdefault(name, str(path))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env

@@ -1,0 +1,239 @@
+"""entrypoint.sh and the launcher, end to end as processes, with test doubles for `sglang` and
+`nvidia-smi` (fakebin/) that record what they were given. The real server runs in the e2e tiers."""
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fakemodels import make
+
+pytestmark = pytest.mark.entrypoint
+
+ROOT = Path(__file__).parents[2]
+ENTRYPOINT = ROOT / "entrypoint.sh"
+FAKEBIN = Path(__file__).parent / "fakebin"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A clean environment: fake GPU, fake sglang, writable DATA_DIR, a free port."""
+    return {
+        "PATH": f"{FAKEBIN}:{Path(sys.executable).parent}:/usr/bin:/bin",
+        "LAUNCHER_PYTHON": sys.executable,
+        "DATA_DIR": str(tmp_path / "data"),
+        "HOME": str(tmp_path / "home"),
+        "PORT": str(free_port()),
+        "FAKE_SGLANG_RECORD": str(tmp_path / "record.json"),
+    }
+
+
+def run(env, *args, timeout=60):
+    return subprocess.run(["bash", str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def recorded(env):
+    return json.loads(Path(env["FAKE_SGLANG_RECORD"]).read_text())
+
+
+def assert_clean_error(proc, code, message):
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_missing_model_path(env):
+    """Container should exit 2 with the MODEL_PATH fix when MODEL_PATH is unset."""
+    assert_clean_error(run(env), 2, "ERROR: MODEL_PATH is not set. Set it to the model folder")
+
+
+def test_model_path_not_found(env, tmp_path):
+    """Container should exit 3 and explain the volume mount when MODEL_PATH does not exist."""
+    proc = run(env | {"MODEL_PATH": str(tmp_path / "missing")})
+    assert_clean_error(proc, 3, "does not exist")
+
+
+def test_no_gpu(env, tmp_path):
+    """Container should exit 4 with the --gpus all fix when no GPU is visible."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "m", "glm-image")),
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+    }
+    assert_clean_error(run(env), 4, "ERROR: no GPU visible (nvidia-smi not found")
+
+
+def test_incomplete_snapshot(env, tmp_path):
+    """Container should exit 3 listing what is missing when the snapshot is incomplete."""
+    path = make(tmp_path / "m", "wan2.2-ti2v-5b")
+    (path / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    assert_clean_error(run(env | {"MODEL_PATH": str(path)}), 3, "is incomplete:\n  - ")
+
+
+def test_bad_setting(env, tmp_path):
+    """Container should exit 2 naming the variable when a setting is invalid."""
+    assert_clean_error(run(env | {"MODEL_PATH": "/m", "OFFLOAD": "yes"}), 2, "ERROR: OFFLOAD='yes' is not one of")
+
+
+def test_check_prints_command_without_starting(env, tmp_path):
+    """`check` should validate, print the final command and start nothing."""
+    proc = run(env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-t2v-a14b"))}, "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "command: sglang serve --model-type diffusion" in proc.stdout
+    assert "--model-id Wan2.2-T2V-A14B-Diffusers" in proc.stdout
+    assert "all checks passed (nothing started)" in proc.stdout
+    assert not Path(env["FAKE_SGLANG_RECORD"]).exists()
+
+
+def test_serve_passes_argv_and_cache_env(env, tmp_path):
+    """serve should start sglang with the detected identity and kernel caches under DATA_DIR."""
+    env = env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-ti2v-5b")), "FAKE_SGLANG_MODE": "exit:0"}
+    run(env)
+    rec = recorded(env)
+    argv = rec["argv"]
+    assert argv[argv.index("--model-id") + 1] == "Wan2.2-TI2V-5B-Diffusers"
+    assert argv[argv.index("--port") + 1] == env["PORT"]
+    assert rec["env"]["TRITON_CACHE_DIR"] == f"{env['DATA_DIR']}/cache/triton"
+
+
+def test_glm_alias_link_created(env, tmp_path):
+    """A GLM-Image folder without 'glm-image' in its name should be served through an alias link to it."""
+    model = make(tmp_path / "weights", "glm-image")
+    env = env | {"MODEL_PATH": str(model), "FAKE_SGLANG_MODE": "exit:0"}
+    run(env)
+    alias = Path(recorded(env)["argv"][recorded(env)["argv"].index("--model-path") + 1])
+    assert alias.name == "GLM-Image" and alias.resolve() == model.resolve()
+
+
+def test_crash_exit_code_and_last_lines(env, tmp_path):
+    """A server that dies during load should give its exit code and its last output lines."""
+    env = env | {"MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")), "FAKE_SGLANG_MODE": "exit:7"}
+    proc = run(env)
+    assert proc.returncode == 7
+    assert "ERROR: SGLang exited with code 7 before it was ready. Last lines of its output:" in proc.stderr
+    assert "something went wrong in the worker" in proc.stderr
+
+
+def test_clean_exit_before_ready_is_failure(env, tmp_path):
+    """A server that exits 0 before it was ever ready should still fail the container (exit 5)."""
+    env = env | {"MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")), "FAKE_SGLANG_MODE": "exit:0"}
+    assert run(env).returncode == 5
+
+
+def test_secret_file_and_never_printed(env, tmp_path):
+    """HF_TOKEN_FILE should set HF_TOKEN for SGLang, and the token should never be printed."""
+    (tmp_path / "token").write_text("hf_topsecret")
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "HF_TOKEN_FILE": str(tmp_path / "token"),
+        "FAKE_SGLANG_MODE": "exit:0",
+    }
+    proc = run(env)
+    assert recorded(env)["env"]["HF_TOKEN"] == "hf_topsecret"
+    assert "HF_TOKEN_FILE" not in recorded(env)["env"]
+    assert "hf_topsecret" not in proc.stdout + proc.stderr
+    assert "HF_TOKEN=(set)" in proc.stdout
+
+
+def test_secret_and_file_both_set(env, tmp_path):
+    """Setting both API_KEY and API_KEY_FILE should be refused."""
+    proc = run(env | {"API_KEY": "a", "API_KEY_FILE": str(tmp_path)})
+    assert_clean_error(proc, 2, "ERROR: both API_KEY and API_KEY_FILE are set")
+
+
+def test_other_command_runs_as_given(env):
+    """A command other than serve/check/env should run as given (docker run IMAGE bash ...)."""
+    proc = run(env, "sh", "-c", "echo hello-from-sh")
+    assert proc.returncode == 0 and proc.stdout == "hello-from-sh\n"
+
+
+def test_unwritable_home_replaced(env, tmp_path):
+    """An arbitrary UID with HOME=/ should get a writable HOME under DATA_DIR."""
+    proc = run(env | {"HOME": "/"}, "sh", "-c", 'echo "$HOME"')
+    assert proc.stdout.strip() == f"{env['DATA_DIR']}/home"
+
+
+def start(env):
+    return subprocess.Popen(
+        ["bash", str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_ready_reported_and_sigterm_reaches_server(env, tmp_path):
+    """The launcher should log loading progress and readiness, forward SIGTERM to SGLang and exit 0."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "FAKE_SGLANG_MODE": "serve",
+        "FAKE_SGLANG_LOAD_S": "11",
+    }
+    proc = start(env)
+    signal_file = Path(env["FAKE_SGLANG_RECORD"] + ".signal")
+    try:
+        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"]).exists())
+        time.sleep(13)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "still loading... (1" in out and "/health 503" in out
+    assert "[launcher] ready: http://127.0.0.1:" in out
+    assert signal_file.read_text() == "SIGTERM"
+    assert proc.returncode == 0, err
+
+
+def test_sigkill_after_grace(env, tmp_path):
+    """A server that ignores SIGTERM should be killed after GRACEFUL_SHUTDOWN_TIMEOUT + 5 s (exit 137)."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "FAKE_SGLANG_MODE": "ignore-term",
+        "GRACEFUL_SHUTDOWN_TIMEOUT": "1",
+    }
+    proc = start(env)
+    try:
+        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"]).exists())
+        time.sleep(1)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 137
+    assert "did not stop within 6 s of SIGTERM: killing it" in err
+    assert 5 <= elapsed < 15
+
+
+def test_startup_timeout(env, tmp_path):
+    """A server that never becomes ready should be stopped after STARTUP_TIMEOUT with exit 5."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "FAKE_SGLANG_MODE": "serve",
+        "FAKE_SGLANG_LOAD_S": "600",
+        "STARTUP_TIMEOUT": "2",
+    }
+    proc = start(env)
+    try:
+        _, err = proc.communicate(timeout=40)
+    finally:
+        proc.kill()
+    assert proc.returncode == 5
+    assert "SGLang was not ready after 2 s (STARTUP_TIMEOUT)" in err

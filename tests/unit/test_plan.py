@@ -1,0 +1,127 @@
+"""Planning: parallel layout and weight placement per model and machine."""
+
+import pytest
+
+from fakemodels import make
+from glm_image_sglang import models
+from glm_image_sglang.errors import ConfigError, ResourceError
+from glm_image_sglang.plan import Gpu, Machine, estimate, make_plan
+from glm_image_sglang.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+H100 = 81559 * 1024 * 1024  # what nvidia-smi reports for an H100 80GB HBM3
+H200 = 143771 * 1024 * 1024
+L40S = 46068 * 1024 * 1024
+GiB = 1024**3
+
+
+def machine(n=1, mem=H100, host=None):
+    return Machine(tuple(Gpu(i, "GPU", mem) for i in range(n)), "nvidia-smi", host)
+
+
+def settings(**env):
+    return Settings.from_env({"MODEL_PATH": "/m", **{k.upper(): str(v) for k, v in env.items()}})
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {key: models.inspect(make(root / key, key)) for key in models.VARIANTS}
+
+
+def test_a14b_on_h100_offloads_only_text_encoder(library):
+    """A14B on one 80 GB GPU should keep both experts resident and offload only the fp32 text encoder."""
+    plan = make_plan(settings(), library["wan2.2-t2v-a14b"], machine())
+    assert plan.offload == "text-encoder"
+    assert plan.host_need_bytes < 40 * GiB  # far from stock's 94 GB layerwise offload
+
+
+def test_a14b_on_h200_fully_resident(library):
+    """A14B on a 141 GB GPU should keep everything on the GPU."""
+    assert make_plan(settings(), library["wan2.2-t2v-a14b"], machine(mem=H200)).offload == "none"
+
+
+def test_a14b_on_48gb_offloads_dit_layerwise(library):
+    """A14B on a 48 GB GPU should stream the DiT layer by layer."""
+    assert make_plan(settings(), library["wan2.2-i2v-a14b"], machine(mem=L40S)).offload == "dit-layerwise"
+
+
+@pytest.mark.parametrize("key", ["wan2.2-ti2v-5b", "glm-image"])
+def test_smaller_models_resident_on_h100(library, key):
+    """TI2V-5B and GLM-Image should fit an 80 GB GPU without offload."""
+    assert make_plan(settings(), library[key], machine()).offload == "none"
+
+
+def test_too_small_gpu_is_refused(library):
+    """A GPU too small even for layerwise offload should be refused with the sizes."""
+    with pytest.raises(ResourceError, match=r"needs about .* GiB per GPU .* the GPU has 8.0 GiB"):
+        make_plan(settings(), library["wan2.2-t2v-a14b"], machine(mem=8 * GiB))
+
+
+def test_explicit_offload_is_kept(library):
+    """OFFLOAD set by the user should be used as given."""
+    assert make_plan(settings(offload="dit"), library["glm-image"], machine()).offload == "dit"
+
+
+@pytest.mark.parametrize(
+    ("n", "layout"),
+    [(1, (False, 1, 1)), (2, (True, 1, 1)), (4, (True, 2, 1)), (8, (True, 4, 1)), (3, (False, 1, 3))],
+)
+def test_auto_parallel_layout(library, n, layout):
+    """Auto layout: CFG-parallel on an even count, Ulysses dividing the 40 heads, Ring for the rest."""
+    plan = make_plan(settings(), library["wan2.2-t2v-a14b"], machine(n))
+    assert (plan.cfg_parallel, plan.ulysses, plan.ring) == layout
+    assert plan.num_gpus == n
+
+
+def test_num_gpus_limits_layout(library):
+    """NUM_GPUS should use fewer GPUs than visible."""
+    plan = make_plan(settings(num_gpus=2), library["wan2.2-ti2v-5b"], machine(4))
+    assert (plan.num_gpus, plan.cfg_parallel, plan.ulysses) == (2, True, 1)
+
+
+def test_more_gpus_than_visible_refused(library):
+    """NUM_GPUS above the visible count should be refused."""
+    with pytest.raises(ResourceError, match=r"NUM_GPUS=4 but only 2 GPU\(s\) are visible"):
+        make_plan(settings(num_gpus=4), library["glm-image"], machine(2))
+
+
+def test_cfg_on_needs_even_gpus(library):
+    """CFG_PARALLEL=on with an odd GPU count should be a config error."""
+    with pytest.raises(ConfigError, match="needs an even number of GPUs"):
+        make_plan(settings(cfg_parallel="on"), library["glm-image"], machine(3))
+
+
+def test_ulysses_must_divide_heads(library):
+    """A Ulysses degree that does not divide the heads (TI2V-5B: 24) should be refused."""
+    with pytest.raises(ConfigError, match="does not divide the model's 24 attention heads"):
+        make_plan(settings(cfg_parallel="off", ulysses_degree=5), library["wan2.2-ti2v-5b"], machine(5))
+
+
+def test_layout_must_use_all_gpus(library):
+    """A layout whose product differs from the GPU count should be refused with the arithmetic."""
+    with pytest.raises(ConfigError, match=r"CFG 2 x ULYSSES_DEGREE 1 x RING_DEGREE 1 = 2"):
+        make_plan(settings(ulysses_degree=1, ring_degree=1), library["glm-image"], machine(4))
+
+
+def test_no_gpu_refused_with_fix(library):
+    """No visible GPU should be refused with the docker and Kubernetes fixes."""
+    with pytest.raises(ResourceError, match=r"no GPU visible \(why\).*--gpus all.*nvidia.com/gpu"):
+        make_plan(settings(), library["glm-image"], Machine((), "why", None))
+
+
+def test_cpu_allowed_when_not_required(library):
+    """REQUIRE_GPU=false should plan SGLang's CPU platform."""
+    plan = make_plan(settings(require_gpu="false"), library["glm-image"], Machine((), "none", None))
+    assert (plan.num_gpus, plan.offload) == (0, "none")
+
+
+def test_offload_estimates_ordered(library):
+    """More offload should mean less GPU memory and more host memory."""
+    model = library["wan2.2-t2v-a14b"]
+    modes = ["none", "text-encoder", "dit-layerwise"]
+    gpu = [estimate(model, m)[0] for m in modes]
+    host = [estimate(model, m)[1] for m in modes]
+    assert gpu == sorted(gpu, reverse=True) and host == sorted(host)
+    assert 85 * GiB < host[2] < 130 * GiB  # stock layerwise offload measured 93.7 GB RSS

@@ -1,0 +1,71 @@
+"""Settings: the environment contract."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from glm_image_sglang.errors import ConfigError
+from glm_image_sglang.settings import FIELDS, Settings
+
+pytestmark = pytest.mark.unit
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_model_path_required():
+    """Launcher should refuse to start without MODEL_PATH and show how to set it."""
+    with pytest.raises(ConfigError, match=r"MODEL_PATH is not set.*-e MODEL_PATH=/app/models/"):
+        Settings.from_env({})
+
+
+def test_defaults():
+    """Defaults should be port 30000 on all interfaces, metrics on, enforcing pre-flight."""
+    s = Settings.from_env({"MODEL_PATH": "/m"})
+    assert (s.host, s.port, s.metrics, s.preflight, s.num_gpus) == ("0.0.0.0", 30000, True, "enforce", None)
+    assert s.outputs == Path("/app/data/outputs") and s.caches == Path("/app/data/cache")
+
+
+def test_empty_variable_means_default():
+    """An empty variable (as Kubernetes manifests often leave them) should mean the default."""
+    assert Settings.from_env({"MODEL_PATH": "/m", "PORT": ""}).port == 30000
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "http"}, r"PORT='http' is not a whole number"),
+        ({"PORT": "70000"}, r"PORT=70000 is out of range"),
+        ({"OFFLOAD": "gpu"}, r"OFFLOAD='gpu' is not one of: auto, none, text-encoder"),
+        ({"MODEL_VARIANT": "wan2.1"}, r"MODEL_VARIANT='wan2.1' is not one of: auto, glm-image"),
+        ({"ENABLE_METRICS": "maybe"}, r"ENABLE_METRICS='maybe' is not a boolean"),
+        ({"DATA_DIR": "data"}, r"DATA_DIR='data' must be an absolute path"),
+        ({"NUM_GPUS": "0"}, r"NUM_GPUS=0 is out of range"),
+        ({"SGLANG_EXTRA_ARGS": "--foo 'bar"}, r"SGLANG_EXTRA_ARGS cannot be split"),
+        ({"SCHEDULER_PORT": "30000"}, r"SCHEDULER_PORT=30000 equals PORT"),
+    ],
+)
+def test_invalid_values_name_the_variable(env, message):
+    """Each invalid value should be rejected with the variable's name and what is allowed."""
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({"MODEL_PATH": "/m", **env})
+
+
+def test_extra_args_split_without_expansion():
+    """SGLANG_EXTRA_ARGS should split like a shell but never expand variables or globs."""
+    s = Settings.from_env({"MODEL_PATH": "/m", "SGLANG_EXTRA_ARGS": "--warmup-mode off --x '$HOME *'"})
+    assert s.extra_args == ("--warmup-mode", "off", "--x", "$HOME *")
+
+
+def test_secrets_redacted():
+    """The printed configuration should never contain HF_TOKEN's value."""
+    s = Settings.from_env({"MODEL_PATH": "/m", "HF_TOKEN": "hf_secret123"})
+    shown = s.redacted()
+    assert shown["HF_TOKEN"] == "(set)"
+    assert "hf_secret123" not in repr(shown)
+
+
+def test_readme_documents_every_variable():
+    """README's environment table should list every variable the launcher reads."""
+    text = README.read_text()
+    missing = [f.env for f in FIELDS if not re.search(rf"\|\s*`{f.env}`\s*\|", text)]
+    assert not missing, f"README.md lacks rows for {missing}; regenerate with `glm-image-sglang env`"

@@ -1,0 +1,120 @@
+"""The sglang serve argv for each model."""
+
+from pathlib import Path
+
+import pytest
+
+from fakemodels import make
+from glm_image_sglang import models, sglang_args
+from glm_image_sglang.plan import Plan
+from glm_image_sglang.settings import Settings
+
+pytestmark = pytest.mark.unit
+
+
+def plan(n=1, offload="none", cfg=False, ulysses=1, ring=1):
+    return Plan(n, cfg, ulysses, ring, offload, 0, 0)
+
+
+def argv(model, env=None, p=None, supported=None):
+    s = Settings.from_env({"MODEL_PATH": str(model.path), "DATA_DIR": "/data", **(env or {})})
+    return sglang_args.build(s, model, p or plan(), 5555, 30005, supported)
+
+
+def flag(args, name):
+    return args[args.index(name) + 1]
+
+
+@pytest.fixture
+def t2v(tmp_path):
+    return models.inspect(make(tmp_path / "weights", "wan2.2-t2v-a14b"))
+
+
+def test_wan_gets_model_id(t2v):
+    """A Wan2.2 folder with any name should get SGLang's --model-id, not Wan 2.1 defaults."""
+    assert flag(argv(t2v).argv, "--model-id") == "Wan2.2-T2V-A14B-Diffusers"
+
+
+def test_container_flags(t2v):
+    """SGLang should listen on all interfaces, on the strict port, with absolute writable dirs."""
+    a = argv(t2v).argv
+    assert a[:4] == ["sglang", "serve", "--model-type", "diffusion"]
+    assert (flag(a, "--host"), flag(a, "--port"), flag(a, "--strict-ports")) == ("0.0.0.0", "30000", "true")
+    assert (flag(a, "--output-path"), flag(a, "--input-save-path")) == ("/data/outputs", "/data/uploads")
+    assert (flag(a, "--scheduler-port"), flag(a, "--master-port")) == ("5555", "30005")
+
+
+def test_glm_image_folder_without_name_gets_alias(tmp_path):
+    """GLM-Image in a folder without 'glm-image' in its path should be passed via the GLM-Image alias."""
+    model = models.inspect(make(tmp_path / "weights", "glm-image"))
+    a = argv(model).argv
+    assert flag(a, "--model-path") == "/data/cache/model-alias/GLM-Image"
+    assert "--model-id" not in a
+
+
+def test_glm_image_named_folder_used_directly(tmp_path):
+    """GLM-Image in a folder named GLM-Image should be passed as it is."""
+    model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
+    assert flag(argv(model).argv, "--model-path") == str(tmp_path / "GLM-Image")
+
+
+@pytest.mark.parametrize(
+    ("offload", "on"),
+    [
+        ("none", set()),
+        ("text-encoder", {"--text-encoder-cpu-offload"}),
+        ("dit-layerwise", {"--text-encoder-cpu-offload", "--dit-layerwise-offload"}),
+    ],
+)
+def test_every_offload_switch_explicit(t2v, offload, on):
+    """Every offload switch should be passed explicitly so SGLang's own auto-offload never applies."""
+    a = argv(t2v, p=plan(offload=offload)).argv
+    values = {f: flag(a, f) for f in sglang_args.ALL_SWITCHES}
+    assert values == {f: "true" if f in on else "false" for f in sglang_args.ALL_SWITCHES}
+
+
+def test_multi_gpu_layout_flags(t2v):
+    """Four GPUs should pass CFG-parallel and the Ulysses/Ring degrees."""
+    a = argv(t2v, p=plan(n=4, cfg=True, ulysses=2)).argv
+    assert (flag(a, "--num-gpus"), flag(a, "--enable-cfg-parallel")) == ("4", "true")
+    assert (flag(a, "--ulysses-degree"), flag(a, "--ring-degree")) == ("2", "1")
+
+
+def test_single_gpu_has_no_parallel_flags(t2v):
+    """One GPU should not pass parallel flags."""
+    assert "--enable-cfg-parallel" not in argv(t2v).argv
+
+
+def test_cpu_plan_has_no_offload_flags(t2v):
+    """SGLang's CPU platform (tests) gets no GPU offload switches."""
+    a = argv(t2v, p=plan(n=0)).argv
+    assert flag(a, "--num-gpus") == "1" and "--dit-cpu-offload" not in a
+
+
+def test_optional_flags_dropped_when_unsupported(t2v):
+    """Flags the installed SGLang lacks (0.5.16 has no --served-model-name) should be left out and reported."""
+    launch = argv(t2v, env={"SERVED_MODEL_NAME": "wan"}, supported={"--model-path"})
+    assert "--served-model-name" not in launch.argv
+    assert set(launch.dropped) == set(sglang_args.OPTIONAL_FLAGS)
+
+
+def test_optional_flags_passed_when_supported(t2v):
+    """Newer SGLang should get the graceful-shutdown timeout, metrics and served name."""
+    a = argv(t2v, env={"SERVED_MODEL_NAME": "wan", "GRACEFUL_SHUTDOWN_TIMEOUT": "60"}).argv
+    assert (flag(a, "--served-model-name"), flag(a, "--http-graceful-shutdown-timeout")) == ("wan", "60")
+    assert flag(a, "--enable-metrics") == "true"
+
+
+def test_extra_args_come_last(t2v):
+    """SGLANG_EXTRA_ARGS should be appended last so they override the launcher's choices."""
+    a = argv(t2v, env={"SGLANG_EXTRA_ARGS": "--warmup-mode off"}).argv
+    assert a[-2:] == ["--warmup-mode", "off"]
+
+
+def test_child_env_caches_outside_models(tmp_path):
+    """Kernel caches should default under CACHE_DIR, and an explicit value should be kept."""
+    s = Settings.from_env({"MODEL_PATH": "/m", "CACHE_DIR": "/c"})
+    env = sglang_args.child_env(s, {"TRITON_CACHE_DIR": "/mine"})
+    assert env["TRITON_CACHE_DIR"] == "/mine"
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == "/c/inductor"
+    assert all(Path(v).is_relative_to("/c") for k, v in env.items() if k.endswith("_DIR") and k != "TRITON_CACHE_DIR")
