@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Builds the glm-image-sglang image, tagged with the git tag or short commit (never "latest").
+set -Eeuo pipefail
+
+usage() {
+	cat <<'EOF'
+Usage: ./build.sh [--save] [--offline] [--tag TAG] [--dry-run] [-- EXTRA_DOCKER_BUILD_ARGS...]
+
+Builds glm-image-sglang:<tag> from this directory with BuildKit and --progress=plain.
+<tag> is the exact git tag of HEAD, else the short commit, plus "-dirty" when the tree has changes.
+
+Options:
+  --save       also write glm-image-sglang-<tag>.tar (docker save) and its .sha256, for air-gap transfer
+  --offline    install every Python package from pip-cache/ (filled by ./download-packages.sh);
+               the build then needs no package index at all
+  --tag TAG    use TAG instead of the git-derived one ("latest" is refused)
+  --dry-run    print the docker build command and exit
+  -h, --help   this text
+
+Environment (each is passed to the Dockerfile as a build argument when set):
+  BASE_IMAGE             CUDA devel base (default nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04; host driver >= 580)
+  SGLANG_SOURCE          git:REF | pypi:VERSION | pypi | wheelhouse         (default git:main)
+  DIFFUSERS_SOURCE       git:REF | pypi:VERSION | pypi | wheelhouse | pinned (default git:main)
+  TRANSFORMERS_SOURCE    git:REF | pypi:VERSION | pypi | wheelhouse | pinned (default git:main)
+  SGLANG_GIT_URL, DIFFUSERS_GIT_URL, TRANSFORMERS_GIT_URL   git mirrors
+  FLASH_ATTN             source | skip                                        (default source)
+  FLASH_ATTN_VERSION     flash-attn release compiled from source             (default 2.8.3)
+  FLASH_ATTN_CUDA_ARCHS  GPU architectures to compile for                    (default "80;90")
+  MAX_JOBS               parallel compile jobs (~4-8 GB RAM each)            (default 2)
+  PIP_INDEX, PIP_EXTRA_INDEX   a package mirror (e.g. Artifactory, devpi)
+  HTTP_PROXY, HTTPS_PROXY, NO_PROXY   passed as build arguments (not stored in the image)
+  CA_BUNDLE              CA bundle for an intercepting proxy, given to the build as a BuildKit secret
+                         (never stored in a layer); default /etc/ssl/certs/ca-certificates.crt if present
+  IMAGE_NAME             default glm-image-sglang
+  DOCKER                 docker client to use (default docker; it must support BuildKit)
+EOF
+}
+
+die() {
+	echo "ERROR: $*" >&2
+	exit 2
+}
+
+image_tag() {
+	local tag
+	if ! git -C "$HERE" rev-parse --git-dir >/dev/null 2>&1; then
+		die "not a git checkout: pass --tag TAG (the tag records which source the image was built from)"
+	fi
+	tag="$(git -C "$HERE" describe --tags --exact-match 2>/dev/null || git -C "$HERE" rev-parse --short=12 HEAD)"
+	if [[ -n "$(git -C "$HERE" status --porcelain --untracked-files=no)" ]]; then
+		tag="${tag}-dirty"
+	fi
+	echo "$tag"
+}
+
+_main() {
+	HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+	local save=0 offline=0 dry_run=0 tag="" extra=()
+	while (($#)); do
+		case "$1" in
+		--save) save=1 ;;
+		--offline) offline=1 ;;
+		--dry-run) dry_run=1 ;;
+		--tag)
+			[[ $# -ge 2 ]] || die "--tag needs a value"
+			tag="$2"
+			shift
+			;;
+		-h | --help)
+			usage
+			exit 0
+			;;
+		--)
+			shift
+			extra=("$@")
+			break
+			;;
+		*) die "unknown option $1 (see ./build.sh --help)" ;;
+		esac
+		shift
+	done
+	[[ -n "$tag" ]] || tag="$(image_tag)"
+	[[ "$tag" != "latest" ]] || die "refusing to tag 'latest': tags must say which source an image came from. Use --tag v1.2.3 or a git tag."
+	[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "invalid tag '$tag'"
+
+	local image="${IMAGE_NAME:-glm-image-sglang}:${tag}"
+	local docker="${DOCKER:-docker}"
+	local vcs_ref
+	vcs_ref="$(git -C "$HERE" rev-parse --verify -q HEAD 2>/dev/null || echo unknown)"
+	local cmd=("$docker" build --progress=plain -t "$image" -f "$HERE/Dockerfile"
+		--build-arg "IMAGE_VERSION=$tag" --build-arg "VCS_REF=$vcs_ref"
+		--build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		--build-arg "MAX_JOBS=${MAX_JOBS:-2}")
+	local var
+	for var in BASE_IMAGE SGLANG_SOURCE DIFFUSERS_SOURCE TRANSFORMERS_SOURCE SGLANG_GIT_URL DIFFUSERS_GIT_URL \
+		TRANSFORMERS_GIT_URL FLASH_ATTN FLASH_ATTN_VERSION FLASH_ATTN_CUDA_ARCHS PIP_INDEX PIP_EXTRA_INDEX \
+		HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+		if [[ -n "${!var:-}" ]]; then cmd+=(--build-arg "$var=${!var}"); fi
+	done
+	local ca="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+	if [[ -n "${CA_BUNDLE:-}" && ! -r "$ca" ]]; then die "CA_BUNDLE=$ca is not a readable file"; fi
+	if [[ -r "$ca" ]]; then cmd+=(--secret "id=ca,src=$ca"); fi
+
+	if ((offline)); then
+		if ! compgen -G "$HERE/pip-cache/*.whl" >/dev/null; then
+			die "pip-cache/ has no wheels: run ./download-packages.sh on a connected machine first"
+		fi
+		local port
+		port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+		python3 -m http.server --bind 127.0.0.1 --directory "$HERE/pip-cache" "$port" >/dev/null 2>&1 &
+		local server=$!
+		trap 'kill "$server" 2>/dev/null || true' EXIT
+		cmd+=(--network host --build-arg "WHEELHOUSE_URL=http://127.0.0.1:$port/")
+		for var in SGLANG_SOURCE DIFFUSERS_SOURCE TRANSFORMERS_SOURCE; do
+			if [[ -z "${!var:-}" ]]; then cmd+=(--build-arg "$var=wheelhouse"); fi
+		done
+	fi
+	cmd+=("${extra[@]}" "$HERE")
+
+	echo "+ ${cmd[*]}"
+	((dry_run)) && exit 0
+	DOCKER_BUILDKIT=1 "${cmd[@]}"
+	echo "built $image"
+	if ((save)); then
+		local tar="glm-image-sglang-${tag}.tar"
+		"$docker" save -o "$tar" "$image"
+		sha256sum "$tar" >"$tar.sha256"
+		echo "saved $tar ($(du -h "$tar" | cut -f1)) and $tar.sha256"
+		echo "on the closed side: sha256sum -c $tar.sha256 && docker load -i $tar"
+	fi
+}
+
+_main "$@"

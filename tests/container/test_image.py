@@ -1,0 +1,307 @@
+"""The built image, run the way OpenShift runs it.
+
+The image is built here with ./build.sh from the real Dockerfile on a locally made base (no
+registry is reachable here): Debian (debootstrap) + nvcc from NVIDIA's PyPI wheels, SGLang from
+PyPI, flash-attn skipped (compiling it takes hours on 2 cores). No GPU here: the launcher must fail
+cleanly, and everything up to that point is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tarfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fakemodels import make
+
+pytestmark = pytest.mark.container
+
+ROOT = Path(__file__).parents[2]
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
+DEBIAN_BASE = "local/debian:bookworm"
+CUDA_BASE = "local/cuda-devel-substitute:13.0"
+TAG = "ci"
+IMAGE = f"glm-image-sglang:{TAG}"
+RANDOM_UID = "1000650000:0"
+OPENSHIFT = [
+    "--read-only",
+    "--tmpfs", "/tmp:rw,exec,mode=1777",
+    "--tmpfs", "/app/data:rw,exec,mode=1777",
+    "--cap-drop", "ALL",
+    "--security-opt", "no-new-privileges",
+    "--network", "none",
+]  # fmt: skip
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+LOGS = ROOT / ".cache"
+
+
+def docker(*args: str, check: bool = True, timeout: float = 600, **kw) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def image_exists(name: str) -> bool:
+    return docker("image", "inspect", name, check=False).returncode == 0
+
+
+def logged(name: str, cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> float:
+    LOGS.mkdir(exist_ok=True)
+    log = LOGS / f"{name}.log"
+    t0 = time.monotonic()
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd=ROOT)
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise AssertionError(f"{name} failed after {elapsed:.0f} s:\n{log.read_text()[-6000:]}")
+    print(f"{name}: {elapsed:.0f} s (log: {log})")
+    return elapsed
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """Builds the base images if missing, then the product image with ./build.sh (layer cache reused)."""
+    if docker("info", check=False).returncode != 0:
+        pytest.fail("Docker is not running: tests/run.sh installs and starts it (as root), or start dockerd")
+    if not image_exists(DEBIAN_BASE) or os.environ.get("REBUILD"):
+        rootfs = ROOT / ".cache" / "rootfs"
+        subprocess.run(["rm", "-rf", str(rootfs)], check=True)
+        logged("debootstrap", ["debootstrap", "--variant=minbase", "--include=ca-certificates,python3,python3-venv",
+                               "bookworm", str(rootfs), os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")])  # fmt: skip
+        logged(
+            "import", ["bash", "-c", f"tar -C {rootfs} -c . | {DOCKER} import -c 'ENV LANG=C.UTF-8' - {DEBIAN_BASE}"]
+        )
+        subprocess.run(["rm", "-rf", str(rootfs)], check=True)
+    if not image_exists(CUDA_BASE) or os.environ.get("REBUILD"):
+        secret = ["--secret", f"id=ca,src={HOST_CA}"] if HOST_CA.exists() else []
+        logged(
+            "cuda-substitute",
+            [
+                DOCKER,
+                "build",
+                "--progress=plain",
+                *secret,
+                "-t",
+                CUDA_BASE,
+                str(ROOT / "tests/container/cuda-substitute"),
+            ],
+            env=os.environ | {"DOCKER_BUILDKIT": "1"},
+        )
+    env = os.environ | {
+        "DOCKER": DOCKER,
+        "BASE_IMAGE": CUDA_BASE,
+        "SGLANG_SOURCE": "pypi:0.5.23",
+        "DIFFUSERS_SOURCE": "pinned",
+        "TRANSFORMERS_SOURCE": "pinned",
+        "FLASH_ATTN": "skip",
+    }
+    logged("build", ["./build.sh", "--tag", TAG], env=env)
+    return IMAGE
+
+
+def run(image: str, *args: str, user: str = RANDOM_UID, opts: tuple[str, ...] = (), timeout: float = 300):
+    name = f"gis-test-{uuid.uuid4().hex[:8]}"
+    try:
+        return docker(
+            "run", "--name", name, "--user", user, *OPENSHIFT, *opts, image, *args, check=False, timeout=timeout
+        )
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+@pytest.fixture(scope="session")
+def inspect(image):
+    return json.loads(docker("image", "inspect", image).stdout)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A Wan2.2-T2V-A14B layout in a folder whose name does not say so, world-readable (mounted read-only)."""
+    root = tmp_path_factory.mktemp("models")
+    make(root / "weights", "wan2.2-t2v-a14b")
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    return root
+
+
+def test_runs_as_uid_1001_group_0(inspect, image):
+    """Container should default to UID 1001 in group 0."""
+    assert inspect["Config"]["User"] == "1001"
+    out = run(image, "id", user="1001").stdout
+    assert out.startswith("uid=1001(app) gid=0(root)")
+
+
+def test_environment(inspect):
+    """Container should run offline with its caches and models where the docs say."""
+    env = dict(e.split("=", 1) for e in inspect["Config"]["Env"])
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+    assert env["HF_HOME"] == "/app/models" and env["DATA_DIR"] == "/app/data" and env["PORT"] == "30000"
+    assert "30000/tcp" in inspect["Config"]["ExposedPorts"]
+
+
+def test_labels_record_version_and_sources(inspect):
+    """Labels should carry the tag, the commit and the sources the image was built from."""
+    labels = inspect["Config"]["Labels"]
+    assert labels["org.opencontainers.image.version"] == TAG
+    assert re.fullmatch(r"[0-9a-f]{40}|unknown", labels["org.opencontainers.image.revision"])
+    assert labels["glm-image-sglang.sources"] == (
+        "sglang=pypi:0.5.23 diffusers=pinned transformers=pinned flash-attn=skip"
+    )
+    assert labels["io.openshift.expose-services"] == "30000:http"
+
+
+def test_build_info(image):
+    """/app/build-info.json should record the versions that went in."""
+    info = json.loads(run(image, "cat", "/app/build-info.json").stdout)
+    packages = info["packages"]
+    assert packages["sglang"]["version"] == "0.5.23"
+    assert packages["transformers"]["version"] == "5.19.0" and packages["diffusers"]["version"] == "0.37.0"
+    assert packages["torch"]["version"].startswith("2.14.1")
+    assert "flash-attn" not in packages
+    assert info["sources"]["sglang"] == "pypi:0.5.23" and info["image_version"] == TAG
+
+
+def test_healthcheck_allows_model_load(inspect):
+    """HEALTHCHECK should probe /health with a start period long enough for a multi-minute load."""
+    health = inspect["Config"]["Healthcheck"]
+    assert "/health" in " ".join(health["Test"])
+    assert health["StartPeriod"] >= 300 * 10**9
+
+
+def test_image_dirs_group_writable_without_tmpfs(image):
+    """Without any volume, /app/data in the image should be writable by an arbitrary UID in group 0."""
+    name = f"gis-test-{uuid.uuid4().hex[:8]}"
+    try:
+        proc = docker("run", "--name", name, "--user", RANDOM_UID, "--network", "none", image, "sh", "-c",
+                      "touch /app/data/outputs/x /app/data/cache/x && ! touch /opt/venv/x 2>/dev/null && echo ok",
+                      check=False)  # fmt: skip
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_devel_toolchain_present(image):
+    """gcc, nvcc, ninja and libnuma.so.1 should be in the running image (Triton and JIT kernels need them)."""
+    proc = run(
+        image, "sh", "-c", "gcc --version && nvcc --version && ninja --version && ldconfig -p | grep libnuma.so.1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "libnuma.so.1" in proc.stdout
+
+
+def test_tini_is_pid_1(inspect):
+    """tini should be PID 1 so signals reach the launcher and zombies are reaped."""
+    assert inspect["Config"]["Entrypoint"] == ["/usr/bin/tini", "--", "/app/entrypoint.sh"]
+
+
+def test_sglang_serve_help(image):
+    """`sglang serve --help` should work as an arbitrary UID, offline, on a read-only root."""
+    proc = run(image, "sglang", "serve", "--model-type", "diffusion", "--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--model-path" in proc.stdout
+
+
+def test_server_modules_import(image):
+    """The SGLang diffusion HTTP server and the GLM-Image stage should import."""
+    code = (
+        "import sglang.multimodal_gen.runtime.entrypoints.http_server; "
+        "from sglang.multimodal_gen.runtime.pipelines_core.stages.model_specific_stages.glm_image "
+        "import pooled_image_features_to_tensor; print('ok')"
+    )
+    proc = run(image, "python", "-c", code)
+    assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_missing_model_path(image):
+    """Container should exit 2 with the MODEL_PATH fix, not a traceback."""
+    proc = run(image)
+    assert proc.returncode == 2
+    assert "ERROR: MODEL_PATH is not set" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_gpu_clear_failure(image, tiny_model):
+    """Without a GPU, the container should exit 4 with the --gpus all advice and no traceback."""
+    proc = run(image, opts=("-v", f"{tiny_model}:/app/models:ro", "-e", "MODEL_PATH=/app/models/weights"))
+    assert proc.returncode == 4, proc.stderr
+    assert "ERROR: no GPU visible (nvidia-smi not found: the container has no GPU access)" in proc.stderr
+    assert "docker run --gpus all" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_check_with_real_sglang(image, tiny_model):
+    """`check` should detect the model, read the real SGLang's flags and print the full command."""
+    proc = run(
+        image, "check",
+        opts=("-v", f"{tiny_model}:/app/models:ro", "-e", "MODEL_PATH=/app/models/weights", "-e", "REQUIRE_GPU=false"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "[launcher] SGLang 0.5.23" in proc.stdout
+    assert "--model-id Wan2.2-T2V-A14B-Diffusers" in proc.stdout
+    assert "--http-graceful-shutdown-timeout 30" in proc.stdout  # SGLang 0.5.23 has it: detected from its source
+    assert "WARNING" not in proc.stderr
+
+
+def test_read_only_root_without_data_volume(image, tiny_model):
+    """On a read-only root without a /app/data volume, the launcher should say to mount one."""
+    name = f"gis-test-{uuid.uuid4().hex[:8]}"
+    try:
+        proc = docker(
+            "run", "--name", name, "--user", RANDOM_UID, "--read-only", "--tmpfs", "/tmp:rw,exec,mode=1777",
+            "--network", "none", "-v", f"{tiny_model}:/app/models:ro", "-e", "MODEL_PATH=/app/models/weights",
+            "-e", "REQUIRE_GPU=false", image, "check", check=False,
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert proc.returncode == 4, proc.stderr
+    assert "the root filesystem is read-only: mount a writable volume (emptyDir) there" in proc.stderr
+
+
+def _proxy_only_certs() -> list[str]:
+    """First base64 line of each certificate in the host bundle that Debian's own bundle lacks (the proxy CA)."""
+    if not HOST_CA.exists():
+        return []
+    stock = Path("/usr/share/ca-certificates/mozilla")
+    stock_text = "".join(p.read_text() for p in stock.glob("*.crt")) if stock.is_dir() else ""
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----\n(.+?)\n", HOST_CA.read_text())
+    return [line for line in blocks if line not in stock_text]
+
+
+def test_no_secret_in_history(image):
+    """docker history should show no CA certificate or token (they were BuildKit secrets)."""
+    history = docker("history", "--no-trunc", image).stdout
+    assert "BEGIN CERTIFICATE" not in history
+    for line in _proxy_only_certs():
+        assert line not in history
+
+
+def test_save_load_round_trip_without_secrets(image, tmp_path):
+    """docker save/load should round-trip, and no layer should contain the build's CA secret."""
+    tar = tmp_path / "image.tar"
+    docker("save", "-o", str(tar), image, timeout=1800)
+    secrets = [line.encode() for line in _proxy_only_certs()]
+    assert secrets, "the host CA bundle has no proxy CA here, so the secret scan would prove nothing"
+    found = []
+    with tarfile.open(tar) as outer:
+        for member in outer:
+            if not member.name.endswith("layer.tar"):
+                continue
+            layer = outer.extractfile(member)
+            assert layer is not None
+            with tarfile.open(fileobj=layer, mode="r|") as inner:
+                for entry in inner:
+                    if not entry.isfile() or entry.size > 64 * 1024 * 1024:
+                        continue
+                    data = inner.extractfile(entry).read()  # type: ignore[union-attr]
+                    found += [f"{member.name}:{entry.name}" for s in secrets if s in data]
+    assert not found, f"the build's CA secret is stored in the image: {found}"
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip()
+    loaded = docker("load", "-i", str(tar), timeout=1800).stdout
+    assert f"Loaded image: {image}" in loaded
+    assert docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip() == image_id
