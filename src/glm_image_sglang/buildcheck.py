@@ -121,13 +121,27 @@ def check_glm_edit_path() -> None:
         ) from None
     torch.manual_seed(0)
     config = GlmImageConfig(
-        text_config={"vocab_size": 168064, "hidden_size": 32, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "num_key_value_heads": 2, "max_position_embeddings": 64,
-                     "vision_vocab_size": 64, "rope_parameters": {"mrope_section": (4, 2, 2)}},
-        vision_config={"depth": 1, "hidden_size": 32, "num_heads": 2, "image_size": 32, "patch_size": 8,
-                       "intermediate_size": 32},
+        text_config={
+            "vocab_size": 168064,
+            "hidden_size": 32,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 64,
+            "vision_vocab_size": 64,
+            "rope_parameters": {"mrope_section": (4, 2, 2)},
+        },
+        vision_config={
+            "depth": 1,
+            "hidden_size": 32,
+            "num_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+            "intermediate_size": 32,
+        },
         vq_config={"embed_dim": 32, "num_embeddings": 64, "latent_channels": 32},
-    )  # fmt: skip
+    )
     model = GlmImageForConditionalGeneration(config).eval()
     vision = config.vision_config
     grid = torch.tensor([[1, 4, 4]])

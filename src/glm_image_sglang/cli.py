@@ -18,8 +18,8 @@ from pathlib import Path
 from . import models, preflight, sglang_args
 from .errors import LauncherError, ResourceError
 from .plan import Plan, make_plan
-from .settings import FIELDS, Settings
-from .supervisor import Supervisor, log
+from .settings import FIELDS, GATEWAY_FIELDS, Field, Settings
+from .supervisor import Child, Supervisor, log
 
 BUILD_INFO = Path(os.environ.get("BUILD_INFO_FILE", "/app/build-info.json"))
 
@@ -31,6 +31,7 @@ class Prepared:
     plan: Plan
     launch: sglang_args.Launch
     env: dict[str, str]
+    gateway_argv: list[str] | None  # None: GATEWAY=false, SGLang serves HOST:PORT itself
 
 
 def _build_info() -> str:
@@ -54,12 +55,39 @@ def prepare(settings: Settings) -> Prepared:
     preflight.check_resources(settings, plan, machine, model.display_name)
     preflight.check_writable([settings.outputs, settings.uploads, settings.caches])
     preflight.check_port(settings.host, settings.port)
-    scheduler = settings.scheduler_port or preflight.free_port("127.0.0.1", 5555, avoid=[settings.port])
-    master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[settings.port, scheduler])
-    launch = sglang_args.build(settings, model, plan, scheduler, master, preflight.probe_sglang_flags())
+    taken = [settings.port]
+    listen = None
+    if settings.gateway:
+        upstream_port = settings.sglang_port or preflight.free_port("127.0.0.1", 31000, avoid=taken)
+        preflight.check_port("127.0.0.1", upstream_port)
+        listen = ("127.0.0.1", upstream_port)
+        taken.append(upstream_port)
+    scheduler = settings.scheduler_port or preflight.free_port("127.0.0.1", 5555, avoid=taken)
+    master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[*taken, scheduler])
+    launch = sglang_args.build(settings, model, plan, scheduler, master, preflight.probe_sglang_flags(), listen)
     _link_alias(sglang_args.model_path_for_sglang(settings, model), model.path)
     env = sglang_args.child_env(settings, dict(os.environ))
-    return Prepared(settings, model, plan, launch, env)
+    gateway_argv = None
+    if listen is not None:
+        gateway_argv = [
+            sys.executable,
+            "-m",
+            "glm_image_sglang",
+            "gateway",
+            "--upstream",
+            f"http://127.0.0.1:{listen[1]}",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.port),
+            "--graceful-shutdown-timeout",
+            str(settings.graceful_shutdown_timeout),
+            "--log-level",
+            settings.log_level,
+        ]
+        if model.variant:
+            gateway_argv += ["--model-variant", model.variant.key]
+    return Prepared(settings, model, plan, launch, env, gateway_argv)
 
 
 def _link_alias(alias: Path, target: Path) -> None:
@@ -97,6 +125,10 @@ def report(p: Prepared) -> None:
     for flag in p.launch.dropped:
         preflight.warn(f"SGLang {version} has no {flag}; it is left out")
     log("command: " + shlex.join(p.launch.argv))
+    if p.gateway_argv:
+        log("gateway: " + shlex.join(p.gateway_argv))
+    else:
+        preflight.warn("GATEWAY=false: SGLang serves the port directly (no API key, no validation, no limits)")
 
 
 def cmd_serve(settings: Settings) -> int:
@@ -105,9 +137,11 @@ def cmd_serve(settings: Settings) -> int:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     if ":" in host:
         host = f"[{host}]"
+    children = [Child("SGLang", prepared.launch.argv, prepared.env)]
+    if prepared.gateway_argv:
+        children.append(Child("gateway", prepared.gateway_argv, dict(os.environ)))
     supervisor = Supervisor(
-        prepared.launch.argv,
-        prepared.env,
+        children,
         f"http://{host}:{settings.port}/health",
         grace_seconds=settings.graceful_shutdown_timeout,
         startup_timeout=settings.startup_timeout,
@@ -122,16 +156,32 @@ def cmd_check(settings: Settings) -> int:
     return 0
 
 
-def cmd_env() -> int:
-    print("| Variable | Default | Meaning |")
-    print("|---|---|---|")
-    for f in FIELDS:
+def env_table(group: tuple[Field, ...]) -> str:
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for f in group:
         default = f"`{f.default}`" if f.default not in (None, "") else "—"
-        print(f"| `{f.env}` | {default} | {f.help} |")
+        rows.append(f"| `{f.env}` | {default} | {f.help} |")
+    return "\n".join(rows)
+
+
+def cmd_env() -> int:
+    print("Launcher:\n")
+    print(env_table(FIELDS))
+    print("\nGateway (GATEWAY=true, or `glm-image-sglang gateway`):\n")
+    print(env_table(GATEWAY_FIELDS))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "gateway":
+        from .gateway.server import main as gateway_main
+
+        return gateway_main(argv[1:])
+    if argv and argv[0] == "client":
+        from .client import main as client_main
+
+        return client_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="glm-image-sglang",
         description="Start the SGLang diffusion server for GLM-Image or Wan 2.2, configured from the environment.",

@@ -141,6 +141,73 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("HF_HOME", "hf_home", None, "Hugging Face cache (the image sets /app/models)."),
     Field("HF_TOKEN", "hf_token", None, "Optional; passed through, never printed.", secret=True),
+    Field(
+        "GATEWAY",
+        "gateway",
+        "true",
+        "true: the API gateway listens on HOST:PORT and SGLang on a loopback port behind it; "
+        "false: raw SGLang on HOST:PORT (no API key, no validation).",
+    ),
+    Field(
+        "SGLANG_PORT",
+        "sglang_port",
+        None,
+        "Loopback port of SGLang behind the gateway. Default: the first free port from 31000.",
+    ),
+)
+
+# The gateway's own settings (also used when it runs alone: `glm-image-sglang gateway --upstream URL`).
+GATEWAY_FIELDS: tuple[Field, ...] = (
+    Field(
+        "API_KEY",
+        "api_key",
+        None,
+        "Require `Authorization: Bearer <key>` on every route except /health and /live. "
+        "API_KEY_FILE reads it from a file.",
+        secret=True,
+    ),
+    Field(
+        "MAX_CONCURRENCY",
+        "max_concurrency",
+        "1",
+        "Generations sent to SGLang at once (it runs one at a time on a GPU set).",
+    ),
+    Field(
+        "MAX_QUEUE",
+        "max_queue",
+        "8",
+        "Generations waiting beyond MAX_CONCURRENCY (video jobs included); more get 429 with Retry-After.",
+    ),
+    Field(
+        "REQUEST_TIMEOUT",
+        "request_timeout",
+        "900",
+        "Seconds an image request (or the wait of /v1/video/generations) may take before 504.",
+    ),
+    Field("MAX_BODY_BYTES", "max_body_bytes", "67108864", "Largest request body (64 MiB)."),
+    Field("MAX_UPLOAD_BYTES", "max_upload_bytes", "20971520", "Largest uploaded image (20 MiB)."),
+    Field("MAX_INPUT_PIXELS", "max_input_pixels", "16777216", "Largest uploaded image in pixels (4096x4096)."),
+    Field(
+        "MAX_OUTPUT_PIXELS", "max_output_pixels", "4194304", "Largest width x height a client may ask for (2048x2048)."
+    ),
+    Field("MAX_STEPS", "max_steps", "100", "Largest num_inference_steps."),
+    Field("MAX_FRAMES", "max_frames", "241", "Largest num_frames for video (must be 4k+1)."),
+    Field("MAX_IMAGES_PER_REQUEST", "max_n", "4", "Largest n for images."),
+    Field("MAX_PROMPT_CHARS", "max_prompt_chars", "8000", "Longest prompt and negative_prompt."),
+    Field(
+        "ALLOW_IMAGE_URLS",
+        "allow_image_urls",
+        "false",
+        "Accept http(s) image URLs in requests (the server fetches them: off by default against SSRF).",
+    ),
+    Field(
+        "READY_PROBE",
+        "ready_probe",
+        "generate",
+        "generate: /health is 200 only after a small real generation succeeded; health: after SGLang's /health.",
+    ),
+    Field("METRICS_PUBLIC", "metrics_public", "true", "Serve /metrics without the API key."),
+    Field("LOG_PROMPTS", "log_prompts", "false", "Include prompts in the access log."),
 )
 
 
@@ -172,6 +239,8 @@ class Settings:
     extra_args: tuple[str, ...] = ()
     hf_home: str | None = None
     hf_token: str | None = None
+    gateway: bool = True
+    sglang_port: int | None = None
 
     @property
     def outputs(self) -> Path:
@@ -188,22 +257,12 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in FIELDS:
-            raw = env.get(f.env)
-            if raw is not None and raw.strip() == "" and f.env != "SGLANG_EXTRA_ARGS":
-                raw = None  # an empty variable means "use the default", as in a Kubernetes manifest
-            if raw is None:
-                raw = f.default
-            if raw is None:
-                if f.attr == "model_path":
-                    raise ConfigError(
-                        "MODEL_PATH is not set. Set it to the model folder inside the container, e.g. "
-                        "-e MODEL_PATH=/app/models/GLM-Image (with -v /srv/models:/app/models:ro)."
-                    )
-                continue
-            values[f.attr] = _PARSERS.get(f.attr, _as_str)(f.env, raw)
-        settings = cls(**values)
+        if not (env.get("MODEL_PATH") or "").strip():
+            raise ConfigError(
+                "MODEL_PATH is not set. Set it to the model folder inside the container, e.g. "
+                "-e MODEL_PATH=/app/models/GLM-Image (with -v /srv/models:/app/models:ro)."
+            )
+        settings = cls(**_parse(FIELDS, env))
         settings.validate()
         return settings
 
@@ -214,28 +273,74 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name.upper()}={value}: must be at least 1.")
-        if self.scheduler_port is not None and self.scheduler_port == self.port:
-            raise ConfigError(f"SCHEDULER_PORT={self.scheduler_port} equals PORT; pick another port.")
+        for name in ("scheduler_port", "master_port", "sglang_port"):
+            if getattr(self, name) is not None and getattr(self, name) == self.port:
+                raise ConfigError(f"{name.upper()}={self.port} equals PORT; pick another port.")
 
     def redacted(self) -> dict[str, str]:
         """The effective configuration as printed at start: secrets shown only as set/unset."""
-        out: dict[str, str] = {}
-        for f in FIELDS:
-            value = getattr(self, f.attr)
-            if f.secret:
-                out[f.env] = "(set)" if value else "(unset)"
-            elif isinstance(value, tuple):
-                out[f.env] = shlex.join(value)
-            elif value is None:
-                out[f.env] = "(auto)"
-            elif isinstance(value, bool):
-                out[f.env] = str(value).lower()
-            else:
-                out[f.env] = str(value)
+        out = _redacted(FIELDS, self)
         out["OUTPUT_DIR"] = str(self.outputs)
         out["UPLOAD_DIR"] = str(self.uploads)
         out["CACHE_DIR"] = str(self.caches)
         return out
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    api_key: str | None = None
+    max_concurrency: int = 1
+    max_queue: int = 8
+    request_timeout: int = 900
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_input_pixels: int = 4096 * 4096
+    max_output_pixels: int = 2048 * 2048
+    max_steps: int = 100
+    max_frames: int = 241
+    max_n: int = 4
+    max_prompt_chars: int = 8000
+    allow_image_urls: bool = False
+    ready_probe: str = "generate"
+    metrics_public: bool = True
+    log_prompts: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
+        return cls(**_parse(GATEWAY_FIELDS, os.environ if env is None else env))
+
+    def redacted(self) -> dict[str, str]:
+        return _redacted(GATEWAY_FIELDS, self)
+
+
+def _parse(group: tuple[Field, ...], env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in group:
+        raw = env.get(f.env)
+        if raw is not None and raw.strip() == "" and f.env != "SGLANG_EXTRA_ARGS":
+            raw = None  # an empty variable means "use the default", as in a Kubernetes manifest
+        if raw is None:
+            raw = f.default
+        if raw is not None:
+            values[f.attr] = _PARSERS.get(f.attr, _as_str)(f.env, raw)
+    return values
+
+
+def _redacted(group: tuple[Field, ...], obj: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in group:
+        value = getattr(obj, f.attr)
+        if f.secret:
+            out[f.env] = "(set)" if value else "(unset)"
+        elif isinstance(value, tuple):
+            out[f.env] = shlex.join(value)
+        elif value is None:
+            out[f.env] = "(auto)"
+        elif isinstance(value, bool):
+            out[f.env] = str(value).lower()
+        else:
+            out[f.env] = str(value)
+    return out
 
 
 def _as_str(env: str, raw: str) -> str:
@@ -309,6 +414,24 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "scheduler_port": _int(1, 65535),
     "master_port": _int(1, 65535),
     "extra_args": _args,
+    "gateway": _bool,
+    "sglang_port": _int(1, 65535),
+    "max_concurrency": _int(1, 64),
+    "max_queue": _int(0, 10000),
+    "request_timeout": _int(1, 7 * 86400),
+    "max_body_bytes": _int(1024, 1 << 34),
+    "max_upload_bytes": _int(1024, 1 << 34),
+    "max_input_pixels": _int(64, 1 << 30),
+    "max_output_pixels": _int(64, 1 << 30),
+    "max_steps": _int(1, 10000),
+    "max_frames": _int(1, 10001),
+    "max_n": _int(1, 64),
+    "max_prompt_chars": _int(1, 1 << 20),
+    "allow_image_urls": _bool,
+    "ready_probe": _choice(("generate", "health")),
+    "metrics_public": _bool,
+    "log_prompts": _bool,
 }
 
 assert {f.attr for f in FIELDS} == {f.name for f in fields(Settings)}, "FIELDS and Settings disagree"
+assert {f.attr for f in GATEWAY_FIELDS} == {f.name for f in fields(GatewaySettings)}, "GATEWAY_FIELDS disagree"

@@ -62,13 +62,16 @@ def build(
     scheduler_port: int,
     master_port: int,
     supported: Iterable[str] | None = None,
+    listen: tuple[str, int] | None = None,
 ) -> Launch:
+    """listen: where SGLang binds; default HOST:PORT (no gateway), else the gateway's loopback upstream."""
+    host, port = listen or (settings.host, settings.port)
     have = None if supported is None else set(supported)
     argv = [settings.sglang_bin, "serve", "--model-type", "diffusion"]
     argv += ["--model-path", str(model_path_for_sglang(settings, model))]
     if model.variant and model.variant.sglang_model_id:
         argv += ["--model-id", model.variant.sglang_model_id]
-    argv += ["--host", settings.host, "--port", str(settings.port), "--strict-ports", "true"]
+    argv += ["--host", host, "--port", str(port), "--strict-ports", "true"]
     argv += ["--scheduler-port", str(scheduler_port), "--master-port", str(master_port)]
     argv += ["--num-gpus", str(max(plan.num_gpus, 1))]
     if plan.num_gpus > 1:

@@ -1,7 +1,8 @@
-"""Runs SGLang as a child process: streams its output, reports loading progress, forwards SIGTERM
-with a bounded grace period, and propagates its exit code.
+"""Runs SGLang (and the gateway in front of it) as child processes: streams their output, reports
+loading progress, forwards SIGTERM with a bounded grace period, and exits when either child exits.
 
-Readiness here is SGLang's own /health; the gateway (a later layer) proves it with a generation.
+Readiness is read from the public /health: the gateway's (a test generation succeeded) or, without
+the gateway, SGLang's own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from types import FrameType
 
 PROGRESS_EVERY = 10.0  # seconds between "still loading" lines
@@ -31,36 +33,39 @@ def error(message: str) -> None:
     print(f"ERROR: {message}", file=sys.stderr, flush=True)
 
 
-def health_status(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of url, or None while nothing listens (SGLang keeps its port closed while loading)."""
+def health_status(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
+    """HTTP status and body of url; (None, "") while nothing listens (SGLang loads with its port closed)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status)
+            return int(response.status), response.read(500).decode(errors="replace")
     except urllib.error.HTTPError as e:
-        return int(e.code)
+        return int(e.code), e.read(500).decode(errors="replace")
     except (OSError, ValueError):
-        return None
+        return None, ""
 
 
-class Supervisor:
-    def __init__(
-        self,
-        argv: Sequence[str],
-        env: dict[str, str],
-        health_url: str,
-        grace_seconds: float,
-        startup_timeout: float,
-        tail_lines: int = 40,
-    ) -> None:
-        self.argv = list(argv)
-        self.env = env
-        self.health_url = health_url
-        self.grace = grace_seconds + KILL_MARGIN
-        self.startup_timeout = startup_timeout
-        self.tail: deque[str] = deque(maxlen=tail_lines)
-        self.stop_requested_at: float | None = None
-        self.timed_out = False
-        self.proc: subprocess.Popen[str] | None = None
+@dataclass
+class Child:
+    name: str
+    argv: Sequence[str]
+    env: dict[str, str]
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    proc: subprocess.Popen[str] | None = None
+    pump: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            list(self.argv),
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,  # its own process group: SIGKILL reaches every worker
+        )
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
 
     def _pump(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -69,81 +74,134 @@ class Supervisor:
             sys.stdout.flush()
             self.tail.append(line.rstrip("\n"))
 
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(sig)
+
+    def kill_group(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def exit_code(self) -> int:
+        assert self.proc is not None and self.proc.returncode is not None
+        rc = self.proc.returncode
+        return 128 - rc if rc < 0 else rc
+
+    def finish(self) -> None:
+        self.kill_group()  # reap workers left behind in the group
+        if self.pump is not None:
+            self.pump.join(timeout=5)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        children: Sequence[Child],
+        health_url: str,
+        grace_seconds: float,
+        startup_timeout: float,
+    ) -> None:
+        self.children = list(children)
+        self.health_url = health_url
+        self.grace = grace_seconds + KILL_MARGIN
+        self.startup_timeout = startup_timeout
+        self.stop_requested_at: float | None = None
+        self.timed_out = False
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
         if self.stop_requested_at is None:
             self.stop_requested_at = time.monotonic()
-            log(f"{signal.Signals(signum).name} received: stopping SGLang (grace {self.grace:.0f} s)")
-            self.proc.send_signal(signal.SIGTERM)
-
-    def _kill_group(self) -> None:
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            log(f"{signal.Signals(signum).name} received: stopping (grace {self.grace:.0f} s)")
+            for child in self.children:
+                child.signal(signal.SIGTERM)
 
     def run(self) -> int:
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                bufsize=1,
-                start_new_session=True,  # its own process group: SIGKILL reaches every worker
-            )
-        except OSError as e:
-            error(f"cannot start {self.argv[0]}: {e.strerror}. Is SGLang installed in this image?")
-            return 5
+        for child in self.children:
+            try:
+                child.start()
+            except OSError as e:
+                error(f"cannot start {child.name} ({child.argv[0]}): {e.strerror}. Is it installed in this image?")
+                self._stop_all()
+                return 5
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        pump = threading.Thread(target=self._pump, daemon=True)
-        pump.start()
         started = time.monotonic()
         next_progress = started + PROGRESS_EVERY
         ready = False
-        while self.proc.poll() is None:
+        while all(c.running for c in self.children):
             now = time.monotonic()
             if self.stop_requested_at is not None:
                 if now - self.stop_requested_at > self.grace:
-                    error(f"SGLang did not stop within {self.grace:.0f} s of SIGTERM: killing it")
-                    self._kill_group()
-                    self.proc.wait()
-                    pump.join(timeout=5)
+                    error(f"not stopped within {self.grace:.0f} s of SIGTERM: killing")
+                    for child in self.children:
+                        child.kill_group()
+                    self._reap()
                     return 137
             elif not ready:
-                status = health_status(self.health_url)
+                status, body = health_status(self.health_url)
                 if status == 200:
                     ready = True
                     log(f"ready: {self.health_url} answered 200 after {now - started:.0f} s")
                 elif now >= next_progress:
-                    state = "port closed" if status is None else f"/health {status}"
+                    state = "port closed" if status is None else f"/health {status} {body.strip()[:200]}"
                     log(f"still loading... ({now - started:.0f} s, {state})")
                     next_progress = now + PROGRESS_EVERY
                 if not ready and self.startup_timeout and now - started > self.startup_timeout:
                     error(
-                        f"SGLang was not ready after {self.startup_timeout:.0f} s (STARTUP_TIMEOUT); stopping it. "
+                        f"not ready after {self.startup_timeout:.0f} s (STARTUP_TIMEOUT); stopping. "
                         f"Raise STARTUP_TIMEOUT if the model loads from slow storage."
                     )
                     self.timed_out = True
                     self._on_signal(signal.SIGTERM, None)
             time.sleep(0.5)
-        # reap any workers left behind in the group
-        self._kill_group()
-        pump.join(timeout=5)
-        rc = self.proc.returncode
-        code = 128 - rc if rc < 0 else rc
-        if self.stop_requested_at is not None:
-            log(f"SGLang stopped (exit {code}) after {time.monotonic() - self.stop_requested_at:.1f} s")
-            if self.timed_out:
-                return 5
-            return 0 if code in (0, 128 + signal.SIGTERM) else code
-        phase = "while serving" if ready else "before it was ready"
-        if code == 0 and not ready:
-            code = 5
-        if code != 0:
-            last = "\n  ".join(self.tail) if self.tail else "(no output)"
-            error(f"SGLang exited with code {code} {phase}. Last lines of its output:\n  {last}")
-        return code
+        return self._after_exit(ready)
+
+    def _after_exit(self, ready: bool) -> int:
+        first = next(c for c in self.children if not c.running)
+        if self.stop_requested_at is None:
+            # one child died on its own: take the others down too
+            self.stop_requested_at = time.monotonic()
+            for child in self.children:
+                child.signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.grace
+            while any(c.running for c in self.children) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            self._reap()
+            code = first.exit_code()
+            phase = "while serving" if ready else "before it was ready"
+            code = code or (1 if ready else 5)
+            last = "\n  ".join(first.tail) if first.tail else "(no output)"
+            error(f"{first.name} exited with code {first.exit_code()} {phase}. Last lines of its output:\n  {last}")
+            return code
+        deadline = self.stop_requested_at + self.grace
+        while any(c.running for c in self.children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if any(c.running for c in self.children):
+            error(f"not stopped within {self.grace:.0f} s of SIGTERM: killing")
+            self._reap()
+            return 137
+        self._reap()
+        codes = {c.name: c.exit_code() for c in self.children}
+        log(f"stopped after {time.monotonic() - self.stop_requested_at:.1f} s (exit codes: {codes})")
+        if self.timed_out:
+            return 5
+        bad = [code for code in codes.values() if code not in (0, 128 + signal.SIGTERM)]
+        return bad[0] if bad else 0
+
+    def _stop_all(self) -> None:
+        for child in self.children:
+            child.signal(signal.SIGTERM)
+        self._reap()
+
+    def _reap(self) -> None:
+        for child in self.children:
+            child.kill_group()
+            if child.proc is not None:
+                child.proc.wait()
+            child.finish()

@@ -219,6 +219,19 @@ def test_server_modules_import(image):
     assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
+def test_gateway_and_client_run_in_image(image):
+    """The gateway's and the client's dependencies should be in the image (they start and print help)."""
+    proc = run(
+        image,
+        "sh",
+        "-c",
+        "glm-image-sglang gateway --help && glm-image-sglang client --help && "
+        "python -c 'import glm_image_sglang.gateway.app'",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--upstream" in proc.stdout and "video" in proc.stdout
+
+
 def test_missing_model_path(image):
     """Container should exit 2 with the MODEL_PATH fix, not a traceback."""
     proc = run(image)
@@ -245,6 +258,7 @@ def test_check_with_real_sglang(image, tiny_model):
     assert "[launcher] SGLang 0.5.23" in proc.stdout
     assert "--model-id Wan2.2-T2V-A14B-Diffusers" in proc.stdout
     assert "--http-graceful-shutdown-timeout 30" in proc.stdout  # SGLang 0.5.23 has it: detected from its source
+    assert "[launcher] gateway: " in proc.stdout and "--model-variant wan2.2-t2v-a14b" in proc.stdout
     assert "WARNING" not in proc.stderr
 
 

@@ -102,8 +102,25 @@ def test_serve_passes_argv_and_cache_env(env, tmp_path):
     rec = recorded(env)
     argv = rec["argv"]
     assert argv[argv.index("--model-id") + 1] == "Wan2.2-TI2V-5B-Diffusers"
-    assert argv[argv.index("--port") + 1] == env["PORT"]
     assert rec["env"]["TRITON_CACHE_DIR"] == f"{env['DATA_DIR']}/cache/triton"
+
+
+def test_sglang_behind_gateway_on_loopback(env, tmp_path):
+    """With the gateway (default), SGLang should listen on a loopback port other than PORT."""
+    env = env | {"MODEL_PATH": str(make(tmp_path / "m", "glm-image")), "FAKE_SGLANG_MODE": "exit:0"}
+    run(env)
+    argv = recorded(env)["argv"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    assert argv[argv.index("--port") + 1] != env["PORT"]
+
+
+def test_gateway_off_sglang_on_public_port(env, tmp_path):
+    """GATEWAY=false should put SGLang itself on HOST:PORT, with a warning."""
+    env = env | {"MODEL_PATH": str(make(tmp_path / "m", "glm-image")), "FAKE_SGLANG_MODE": "exit:0", "GATEWAY": "false"}
+    proc = run(env)
+    argv = recorded(env)["argv"]
+    assert (argv[argv.index("--host") + 1], argv[argv.index("--port") + 1]) == ("0.0.0.0", env["PORT"])
+    assert "WARNING: GATEWAY=false: SGLang serves the port directly" in proc.stderr
 
 
 def test_glm_alias_link_created(env, tmp_path):
@@ -184,6 +201,7 @@ def test_ready_reported_and_sigterm_reaches_server(env, tmp_path):
         "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
         "FAKE_SGLANG_MODE": "serve",
         "FAKE_SGLANG_LOAD_S": "11",
+        "READY_PROBE": "health",  # the fake answers /health only; the real test generation is in e2e tiers
     }
     proc = start(env)
     signal_file = Path(env["FAKE_SGLANG_RECORD"] + ".signal")
@@ -194,7 +212,7 @@ def test_ready_reported_and_sigterm_reaches_server(env, tmp_path):
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert "still loading... (1" in out and "/health 503" in out
+    assert "still loading... (1" in out and '/health 503 {"status":"loading"' in out
     assert "[launcher] ready: http://127.0.0.1:" in out
     assert signal_file.read_text() == "SIGTERM"
     assert proc.returncode == 0, err
@@ -218,7 +236,7 @@ def test_sigkill_after_grace(env, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 137
-    assert "did not stop within 6 s of SIGTERM: killing it" in err
+    assert "not stopped within 6 s of SIGTERM: killing" in err
     assert 5 <= elapsed < 15
 
 
@@ -236,4 +254,17 @@ def test_startup_timeout(env, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 5
-    assert "SGLang was not ready after 2 s (STARTUP_TIMEOUT)" in err
+    assert "not ready after 2 s (STARTUP_TIMEOUT)" in err
+
+
+def test_server_crash_while_serving_stops_container(env, tmp_path):
+    """If SGLang dies while serving, the gateway should be stopped too and its exit code propagate."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "FAKE_SGLANG_MODE": "crash-after:4:9",
+        "READY_PROBE": "health",
+    }
+    proc = run(env)
+    assert proc.returncode == 9
+    assert "[launcher] ready:" in proc.stdout
+    assert "ERROR: SGLang exited with code 9 while serving" in proc.stderr

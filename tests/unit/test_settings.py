@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from glm_image_sglang.errors import ConfigError
-from glm_image_sglang.settings import FIELDS, Settings
+from glm_image_sglang.settings import FIELDS, GATEWAY_FIELDS, GatewaySettings, Settings
 
 pytestmark = pytest.mark.unit
 README = Path(__file__).parents[2] / "README.md"
@@ -67,5 +67,22 @@ def test_secrets_redacted():
 def test_readme_documents_every_variable():
     """README's environment table should list every variable the launcher reads."""
     text = README.read_text()
-    missing = [f.env for f in FIELDS if not re.search(rf"\|\s*`{f.env}`\s*\|", text)]
+    missing = [f.env for f in (*FIELDS, *GATEWAY_FIELDS) if not re.search(rf"\|\s*`{f.env}`\s*\|", text)]
     assert not missing, f"README.md lacks rows for {missing}; regenerate with `glm-image-sglang env`"
+
+
+def test_gateway_defaults():
+    """The gateway should default to one generation at a time, a bounded queue and URLs off."""
+    g = GatewaySettings.from_env({})
+    assert (g.max_concurrency, g.max_queue, g.allow_image_urls, g.ready_probe) == (1, 8, False, "generate")
+
+
+def test_gateway_invalid_value():
+    """An invalid gateway setting should name the variable."""
+    with pytest.raises(ConfigError, match=r"READY_PROBE='never' is not one of: generate, health"):
+        GatewaySettings.from_env({"READY_PROBE": "never"})
+
+
+def test_api_key_redacted():
+    """API_KEY should be shown only as set."""
+    assert GatewaySettings.from_env({"API_KEY": "k3y"}).redacted()["API_KEY"] == "(set)"

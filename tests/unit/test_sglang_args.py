@@ -118,3 +118,10 @@ def test_child_env_caches_outside_models(tmp_path):
     assert env["TRITON_CACHE_DIR"] == "/mine"
     assert env["TORCHINDUCTOR_CACHE_DIR"] == "/c/inductor"
     assert all(Path(v).is_relative_to("/c") for k, v in env.items() if k.endswith("_DIR") and k != "TRITON_CACHE_DIR")
+
+
+def test_listen_behind_gateway(t2v):
+    """Behind the gateway, SGLang should bind the loopback upstream address given."""
+    s = Settings.from_env({"MODEL_PATH": str(t2v.path)})
+    a = sglang_args.build(s, t2v, plan(), 5555, 30005, None, ("127.0.0.1", 31000)).argv
+    assert (flag(a, "--host"), flag(a, "--port")) == ("127.0.0.1", "31000")

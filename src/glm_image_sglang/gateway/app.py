@@ -1,0 +1,628 @@
+"""The ASGI gateway on the public port: only the public API passes, validated, with an optional API
+key, bounded concurrency, readiness proven by a real generation, metrics and an access log.
+
+It knows nothing about how SGLang was started, only its URL (`upstream`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from ..models import VARIANTS, Variant
+from ..settings import GatewaySettings
+from . import validation as v
+from .validation import ApiError
+
+log = logging.getLogger("glm_image_sglang.gateway")
+access_log = logging.getLogger("glm_image_sglang.access")
+ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+TERMINAL = ("completed", "failed", "cancelled", "canceled", "expired")
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Readiness:
+    state: str = "loading"  # loading | warming | ready | failed
+    detail: str = "waiting for the model server"
+    since: float = field(default_factory=time.monotonic)
+
+    def set(self, state: str, detail: str) -> None:
+        if (state, detail) != (self.state, self.detail):
+            self.state, self.detail, self.since = state, detail, time.monotonic()
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests", "Requests by route and status", ["route", "method", "code"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Request latency",
+            ["route"],
+            buckets=(0.05, 0.25, 1, 5, 15, 60, 180, 600, 1800, 3600),
+            registry=self.registry,
+        )
+        self.generation = Histogram(
+            "gateway_generation_seconds",
+            "Time of successful generations",
+            ["kind"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("gateway_generations_in_flight", "Generations running in SGLang", registry=self.registry)
+        self.queued = Gauge("gateway_generations_queued", "Generations waiting for a slot", registry=self.registry)
+        self.ready = Gauge("gateway_ready", "1 when a test generation has succeeded", registry=self.registry)
+
+
+class Slots:
+    """MAX_CONCURRENCY generations at once, MAX_QUEUE waiting; beyond that, 429 at once (never a hang)."""
+
+    def __init__(self, concurrency: int, queue: int, metrics: Metrics) -> None:
+        self.sem = asyncio.Semaphore(concurrency)
+        self.queue = queue
+        self.waiting = 0
+        self.metrics = metrics
+
+    @contextlib.asynccontextmanager
+    async def take(self) -> AsyncIterator[None]:
+        if self.sem.locked() and self.waiting >= self.queue:
+            raise ApiError(429, "the server is busy: the queue is full. Retry later.", None, "queue_full")
+        self.waiting += 1
+        self.metrics.queued.set(self.waiting)
+        try:
+            await self.sem.acquire()
+        finally:
+            self.waiting -= 1
+            self.metrics.queued.set(self.waiting)
+        self.metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self.metrics.in_flight.dec()
+            self.sem.release()
+
+
+class Gateway:
+    def __init__(self, upstream: str, settings: GatewaySettings, variant: Variant | None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.settings = settings
+        self.variant = variant
+        self.limits = v.Limits.of(settings, variant)
+        self.metrics = Metrics()
+        self.slots = Slots(settings.max_concurrency, settings.max_queue, self.metrics)
+        self.ready = Readiness()
+        self.client: httpx.AsyncClient | None = None
+        self.probe_task: asyncio.Task[None] | None = None
+
+    # --- upstream ---------------------------------------------------------------------------------
+    @property
+    def http(self) -> httpx.AsyncClient:
+        assert self.client is not None, "gateway not started"
+        return self.client
+
+    async def call(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> httpx.Response:
+        try:
+            return await self.http.request(method, self.upstream + path, timeout=timeout or 30.0, **kw)
+        except httpx.TimeoutException:
+            raise ApiError(
+                504,
+                f"the model server did not answer within {timeout or 30:.0f} s "
+                "(REQUEST_TIMEOUT); the generation may still finish.",
+                None,
+                "timeout",
+            ) from None
+        except httpx.TransportError:
+            raise ApiError(
+                503,
+                "the model server is not reachable (loading or restarting); retry shortly.",
+                None,
+                "upstream_unavailable",
+            ) from None
+
+    @staticmethod
+    def relay(resp: httpx.Response) -> Response:
+        """Upstream answer to the client; errors normalised to the OpenAI shape."""
+        if resp.status_code < 400:
+            return Response(resp.content, resp.status_code, media_type=resp.headers.get("content-type"))
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"detail": resp.text[:2000]}
+        if not (isinstance(body, dict) and isinstance(body.get("error"), dict)):
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            message = detail if isinstance(detail, str) else json.dumps(detail)[:2000]
+            body = ApiError(resp.status_code, message, None, "upstream_error").body()
+        return JSONResponse(body, resp.status_code)
+
+    def note_prompt(self, request: Request, data: dict[str, Any]) -> None:
+        if self.settings.log_prompts:
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": request.scope.get("request_id"),
+                        "prompt": data.get("prompt"),
+                        "negative_prompt": data.get("negative_prompt"),
+                    }
+                )
+            )
+
+    def require_ready(self) -> None:
+        if self.ready.state != "ready":
+            raise ApiError(
+                503, f"the model is not ready yet ({self.ready.state}: {self.ready.detail}).", None, "model_loading"
+            )
+
+    # --- readiness ----------------------------------------------------------------------------------
+    async def probe_forever(self) -> None:
+        """Loading -> (test generation) -> ready; a failed test generation is retried every 60 s."""
+        while True:
+            try:
+                status = (await self.http.get(self.upstream + "/health", timeout=5)).status_code
+            except httpx.HTTPError:
+                status = None
+            if status != 200:
+                if self.ready.state == "ready":
+                    log.error("the model server stopped answering /health (%s); not ready", status)
+                self.ready.set("loading", "the model server is loading" if status is None else f"/health {status}")
+                self.metrics.ready.set(0)
+                await asyncio.sleep(2)
+                continue
+            if self.ready.state == "ready":
+                await asyncio.sleep(10)
+                continue
+            if self.settings.ready_probe == "health" or self.variant is None:
+                why = "READY_PROBE=health" if self.variant is not None else "unrecognised model: no test generation"
+                self.mark_ready(f"SGLang /health answered 200 ({why})")
+                continue
+            self.ready.set("warming", "running a test generation")
+            t0 = time.monotonic()
+            try:
+                await self.test_generation()
+            except Exception as e:
+                message = e.message if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
+                log.error("the test generation failed, staying not ready (retry in 60 s): %s", message)
+                self.ready.set("failed", f"the test generation failed: {message}"[:500])
+                await asyncio.sleep(60)
+                continue
+            self.mark_ready(f"a test generation succeeded in {time.monotonic() - t0:.1f} s")
+
+    def mark_ready(self, why: str) -> None:
+        self.ready.set("ready", why)
+        self.metrics.ready.set(1)
+        log.info("ready: %s", why)
+
+    async def test_generation(self) -> None:
+        assert self.variant is not None
+        size = max(self.variant.alignment * 8, 128)
+        common = {"prompt": "readiness check", "num_inference_steps": 1, "seed": 0, "generator_device": "cpu"}
+        timeout = float(self.settings.request_timeout)
+        if self.variant.output == "image":
+            resp = await self.call(
+                "POST",
+                "/v1/images/generations",
+                timeout,
+                json={**common, "size": f"{size}x{size}", "response_format": "b64_json"},
+            )
+            if resp.status_code != 200 or not resp.json().get("data"):
+                raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
+            return
+        resp = await self.call(
+            "POST", "/v1/videos", 30, json={**common, "width": size, "height": size, "num_frames": 5}
+        )
+        if resp.status_code != 200:
+            raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
+        job = await self.wait_for_job(resp.json()["id"], timeout)
+        if job.get("status") != "completed":
+            raise ApiError(502, f"video job {job.get('status')}: {json.dumps(job.get('error'))[:500]}")
+
+    async def wait_for_job(self, job_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = await self.call("GET", f"/v1/videos/{job_id}")
+            if resp.status_code != 200:
+                raise ApiError(resp.status_code, f"cannot read job {job_id}: {resp.text[:300]}", None, "upstream_error")
+            job: dict[str, Any] = resp.json()
+            if job.get("status") in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise ApiError(
+                    504,
+                    f"video job {job_id} did not finish within {timeout:.0f} s (REQUEST_TIMEOUT); "
+                    f"it keeps running: poll GET /v1/videos/{job_id}.",
+                    None,
+                    "timeout",
+                )
+            await asyncio.sleep(POLL_SECONDS)
+
+    # --- capacity for async video jobs ----------------------------------------------------------------
+    async def check_video_capacity(self) -> None:
+        resp = await self.call("GET", "/v1/videos")
+        if resp.status_code != 200:
+            return
+        jobs = resp.json().get("data", [])
+        active = sum(1 for j in jobs if isinstance(j, dict) and j.get("status") not in TERMINAL)
+        if active >= self.settings.max_concurrency + self.settings.max_queue:
+            raise ApiError(
+                429, f"the server is busy: {active} video jobs are queued or running. Retry later.", None, "queue_full"
+            )
+
+
+# --- request helpers --------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, f"the request body is {length} bytes; the limit is {limit}.", None, "body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the request body exceeds {limit} bytes.", None, "body_too_large")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body  # Starlette's form()/json() reuse it
+    return body
+
+
+async def json_body(request: Request, limit: int) -> Any:
+    body = await read_body(request, limit)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON.", None, "invalid_json") from None
+
+
+async def form_body(request: Request, limit: int) -> tuple[dict[str, Any], list[tuple[str, UploadFile]]]:
+    await read_body(request, limit)
+    try:
+        form = await request.form(max_files=16, max_fields=64)
+    except Exception as e:
+        raise ApiError(
+            400, f"the multipart body cannot be parsed ({getattr(e, 'detail', e)}).", None, "invalid_multipart"
+        ) from None
+    fields: dict[str, Any] = {}
+    files: list[tuple[str, UploadFile]] = []
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            files.append((key, value))
+        elif key in fields:
+            raise ApiError(400, f"field '{key}' is given more than once.", key, "duplicate_field")
+        else:
+            fields[key] = value
+    return fields, files
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+def check_id(value: str) -> str:
+    if not ID.match(value) or ".." in value:
+        raise ApiError(404, "no such id.", None, "not_found")
+    return value
+
+
+def form_strings(data: dict[str, Any]) -> dict[str, str]:
+    return {k: str(val).lower() if isinstance(val, bool) else str(val) for k, val in data.items() if val is not None}
+
+
+# --- the ASGI app -------------------------------------------------------------------------------------
+
+
+def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None = None) -> Starlette:
+    gw = Gateway(upstream, settings, variant)
+    limit = settings.max_body_bytes
+
+    async def health(request: Request) -> Response:
+        body = {"status": gw.ready.state, "detail": gw.ready.detail}
+        return JSONResponse(body, 200 if gw.ready.state == "ready" else 503)
+
+    async def live(request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def list_models(request: Request) -> Response:
+        resp = await gw.call("GET", "/v1/models")
+        if resp.status_code != 200:
+            return gw.relay(resp)
+        body = resp.json()
+        for entry in body.get("data", []) if isinstance(body, dict) else []:
+            if isinstance(entry, dict) and variant is not None:
+                entry["defaults"] = v.defaults_of(variant)
+                entry["tasks"] = list(variant.tasks)
+                entry["output"] = variant.output
+                entry["alignment"] = variant.alignment
+        return JSONResponse(body)
+
+    async def images_generations(request: Request) -> Response:
+        data = v.image_generation(await json_body(request, limit), gw.limits)
+        gw.note_prompt(request, data)
+        gw.require_ready()
+        t0 = time.monotonic()
+        async with gw.slots.take():
+            resp = await gw.call("POST", "/v1/images/generations", settings.request_timeout, json=data)
+        if resp.status_code == 200:
+            gw.metrics.generation.labels("image").observe(time.monotonic() - t0)
+        return gw.relay(resp)
+
+    async def images_edits(request: Request) -> Response:
+        if not is_multipart(request):
+            raise ApiError(
+                400,
+                "/v1/images/edits takes multipart/form-data with the image file(s) in 'image'.",
+                None,
+                "invalid_content_type",
+            )
+        fields, files = await form_body(request, limit)
+        data = v.image_generation(fields, gw.limits, edit=True)
+        for key in ("url", "url[]"):
+            v.check_reference(data, key, gw.limits)
+        uploads = []
+        for key, upload in files:
+            if key not in ("image", "image[]"):
+                raise ApiError(
+                    400, f"file field '{key}' is not accepted; send images as 'image'.", key, "unknown_parameter"
+                )
+            content = await upload.read()
+            kind = v.sniff_image(content, upload.filename or key, gw.limits)
+            uploads.append((key, (upload.filename or "image", content, kind)))
+        if not uploads and not any(k in data for k in ("url", "url[]")):
+            raise ApiError(400, "no image given: upload it in the 'image' field.", "image", "missing_parameter")
+        if "width" in data:
+            data["size"] = f"{data.pop('width')}x{data.pop('height')}"
+        gw.note_prompt(request, data)
+        gw.require_ready()
+        t0 = time.monotonic()
+        async with gw.slots.take():
+            resp = await gw.call(
+                "POST", "/v1/images/edits", settings.request_timeout, data=form_strings(data), files=uploads
+            )
+        if resp.status_code == 200:
+            gw.metrics.generation.labels("image_edit").observe(time.monotonic() - t0)
+        return gw.relay(resp)
+
+    async def image_content(request: Request) -> Response:
+        image_id = check_id(request.path_params["image_id"])
+        query = {"variant": request.query_params["variant"]} if "variant" in request.query_params else None
+        return await stream(f"/v1/images/{image_id}/content", query)
+
+    async def stream(path: str, params: dict[str, str] | None = None) -> Response:
+        req = gw.http.build_request("GET", gw.upstream + path, params=params, timeout=60)
+        try:
+            resp = await gw.http.send(req, stream=True)
+        except httpx.TransportError:
+            raise ApiError(503, "the model server is not reachable.", None, "upstream_unavailable") from None
+        if resp.status_code >= 400:
+            await resp.aread()
+            await resp.aclose()
+            return gw.relay(resp)
+        headers = {
+            k: resp.headers[k] for k in ("content-type", "content-length", "content-disposition") if k in resp.headers
+        }
+        return StreamingResponse(
+            resp.aiter_raw(), resp.status_code, headers=headers, background=BackgroundTask(resp.aclose)
+        )
+
+    async def video_request(request: Request, sync: bool) -> tuple[dict[str, Any], list[Any]]:
+        if is_multipart(request):
+            fields, files = await form_body(request, limit)
+            data = v.video_generation(fields, gw.limits, sync=sync)
+            uploads = []
+            for key, upload in files:
+                if key != "input_reference":
+                    raise ApiError(
+                        400,
+                        f"file field '{key}' is not accepted; send the image as 'input_reference'.",
+                        key,
+                        "unknown_parameter",
+                    )
+                content = await upload.read()
+                kind = v.sniff_image(content, upload.filename or key, gw.limits)
+                uploads.append((key, (upload.filename or "image.png", content, kind)))
+            return data, uploads
+        return v.video_generation(await json_body(request, limit), gw.limits, sync=sync), []
+
+    async def create_job(data: dict[str, Any], uploads: list[Any]) -> httpx.Response:
+        data = {k: val for k, val in data.items() if k != "response_format"}
+        if uploads:
+            return await gw.call("POST", "/v1/videos", 60, data=form_strings(data), files=uploads)
+        return await gw.call("POST", "/v1/videos", 60, json=data)
+
+    async def videos(request: Request) -> Response:
+        if request.method == "GET":
+            return gw.relay(await gw.call("GET", "/v1/videos", params=dict(request.query_params)))
+        data, uploads = await video_request(request, sync=False)
+        gw.note_prompt(request, data)
+        gw.require_ready()
+        await gw.check_video_capacity()
+        return gw.relay(await create_job(data, uploads))
+
+    async def video(request: Request) -> Response:
+        video_id = check_id(request.path_params["video_id"])
+        return gw.relay(await gw.call(request.method, f"/v1/videos/{video_id}"))
+
+    async def video_content(request: Request) -> Response:
+        return await stream(f"/v1/videos/{check_id(request.path_params['video_id'])}/content")
+
+    async def video_generations_sync(request: Request) -> Response:
+        """Seed compatibility: create a video job, wait for it, answer with the finished job."""
+        data, uploads = await video_request(request, sync=True)
+        gw.note_prompt(request, data)
+        gw.require_ready()
+        t0 = time.monotonic()
+        async with gw.slots.take():
+            created = await create_job(data, uploads)
+            if created.status_code != 200:
+                return gw.relay(created)
+            job = await gw.wait_for_job(created.json()["id"], settings.request_timeout)
+        if job.get("status") != "completed":
+            error = job.get("error") or {}
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise ApiError(
+                500, f"video generation {job.get('status')}: {message or 'no detail'}", None, "generation_failed"
+            )
+        gw.metrics.generation.labels("video").observe(time.monotonic() - t0)
+        url = f"/v1/videos/{job['id']}/content"
+        item: dict[str, Any] = {"url": url}
+        if data.get("response_format") == "b64_json":
+            content = await gw.call("GET", url, 120)
+            if content.status_code != 200:
+                return gw.relay(content)
+            item = {"b64_json": base64.b64encode(content.content).decode()}
+        job = {k: val for k, val in job.items() if k not in ("file_path", "file_paths")}
+        return JSONResponse({**job, "url": url, "created": job.get("created_at"), "data": [item]})
+
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gw.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
+        gw.probe_task = asyncio.create_task(gw.probe_forever())
+        try:
+            yield
+        finally:
+            gw.probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gw.probe_task
+            await gw.client.aclose()
+
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        headers = {"Retry-After": "10"} if exc.status in (429, 503) else None
+        return JSONResponse(exc.body(), exc.status, headers=headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: "no such route.", 405: "method not allowed on this route."}.get(exc.status_code, exc.detail)
+        return JSONResponse(
+            ApiError(
+                exc.status_code, message, None, "not_found" if exc.status_code == 404 else "method_not_allowed"
+            ).body(),
+            exc.status_code,
+        )
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("internal gateway error on %s", request.url.path)
+        return JSONResponse(ApiError(500, "internal gateway error.", None, "internal_error").body(), 500)
+
+    routes = [
+        Route("/health", health),
+        Route("/live", live),
+        Route("/metrics", metrics),
+        Route("/v1/models", list_models),
+        Route("/v1/images/generations", images_generations, methods=["POST"]),
+        Route("/v1/images/edits", images_edits, methods=["POST"]),
+        Route("/v1/images/{image_id}/content", image_content),
+        Route("/v1/videos", videos, methods=["GET", "POST"]),
+        Route("/v1/videos/{video_id}", video, methods=["GET", "DELETE"]),
+        Route("/v1/videos/{video_id}/content", video_content),
+        Route("/v1/video/generations", video_generations_sync, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=contextlib.asynccontextmanager(lifespan),
+        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: internal_error},
+    )
+    app.state.gateway = gw
+    return ObservedApp(app, gw, settings)  # type: ignore[return-value]
+
+
+OPEN_ROUTES = ("/health", "/live")
+
+
+class ObservedApp:
+    """Outermost ASGI layer: request id, API key, metrics and one access-log line per request."""
+
+    def __init__(self, app: Starlette, gw: Gateway, settings: GatewaySettings) -> None:
+        self.app = app
+        self.gw = gw
+        self.key = settings.api_key.encode() if settings.api_key else None
+        self.metrics_public = settings.metrics_public
+        self.state = app.state
+
+    def route_of(self, path: str) -> str:
+        for prefix in ("/v1/images/", "/v1/videos/"):
+            if path.startswith(prefix) and path not in ("/v1/images/generations", "/v1/images/edits"):
+                return prefix + "{id}" + ("/content" if path.endswith("/content") else "")
+        known = {r.path for r in self.app.routes if hasattr(r, "path")}
+        return path if path in known else "other"
+
+    def authorized(self, scope: Scope) -> bool:
+        if self.key is None or scope["path"] in OPEN_ROUTES:
+            return True
+        if scope["path"] == "/metrics" and self.metrics_public:
+            return True
+        header = dict(scope.get("headers", [])).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.monotonic()
+        headers = dict(scope.get("headers", []))
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:100] or uuid.uuid4().hex
+        scope["request_id"] = request_id
+        status = {"code": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            if not self.authorized(scope):
+                body = ApiError(
+                    401, "missing or wrong API key: send 'Authorization: Bearer <API_KEY>'.", None, "invalid_api_key"
+                ).body()
+                await JSONResponse(body, 401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            route = self.route_of(scope["path"])
+            elapsed = time.monotonic() - t0
+            self.gw.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
+            self.gw.metrics.latency.labels(route).observe(elapsed)
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "route": route,
+                        "path": scope["path"][:200],
+                        "status": status["code"],
+                        "duration_ms": round(elapsed * 1000, 1),
+                    }
+                )
+            )
+
+
+def variant_from_env(key: str | None) -> Variant | None:
+    return VARIANTS.get(key or "")

@@ -1,0 +1,107 @@
+"""Fixtures: the fake SGLang upstream and the real gateway, each served by uvicorn on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_sglang import Behaviour, create_fake
+
+from glm_image_sglang.gateway.app import create_app
+from glm_image_sglang.models import VARIANTS
+from glm_image_sglang.settings import GatewaySettings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """An ASGI app served by uvicorn in a thread (no signal handlers: they belong to the main thread)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def behaviour() -> Behaviour:
+    return Behaviour()
+
+
+@pytest.fixture
+def upstream(behaviour: Behaviour) -> Iterator[Served]:
+    served = Served(create_fake(behaviour))
+    yield served
+    served.stop()
+
+
+class Gateway:
+    def __init__(self, upstream: Served, variant: str | None, env: dict[str, str], wait_ready: bool) -> None:
+        self.settings = GatewaySettings.from_env(env)
+        self.app = create_app(upstream.url, self.settings, VARIANTS.get(variant or ""))
+        self.served = Served(self.app)
+        self.client = httpx.Client(base_url=self.served.url, timeout=30)
+        if wait_ready:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while self.client.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, self.client.get("/health").text
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.close()
+        self.served.stop()
+
+
+@pytest.fixture
+def make_gateway(upstream: Served) -> Iterator[Any]:
+    made: list[Gateway] = []
+
+    def make(variant: str | None = "glm-image", wait_ready: bool = True, **env: Any) -> Gateway:
+        gw = Gateway(upstream, variant, {k.upper(): str(v) for k, v in env.items()}, wait_ready)
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.close()
+
+
+@pytest.fixture
+def glm(make_gateway: Any) -> Gateway:
+    return make_gateway("glm-image")
+
+
+@pytest.fixture
+def ti2v(make_gateway: Any) -> Gateway:
+    return make_gateway("wan2.2-ti2v-5b")

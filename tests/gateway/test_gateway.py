@@ -1,0 +1,491 @@
+"""The gateway against a local SGLang-speaking upstream: routes, auth, validation, limits, readiness."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import threading
+import time
+
+import httpx
+import pytest
+from fake_sglang import MP4, png
+from PIL import Image
+
+pytestmark = pytest.mark.gateway
+
+KEY = "s3cret-key-123"
+
+
+def error_of(resp: httpx.Response) -> dict:
+    body = resp.json()
+    assert set(body["error"]) == {"message", "type", "param", "code"}, body
+    return body["error"]
+
+
+def forwarded(behaviour, path):
+    return [body for method, p, body in behaviour.requests if p == path and method == "POST"]
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+
+def test_unknown_route_is_json_404(glm):
+    """An unknown route should get a 404 with an OpenAI-style error body."""
+    resp = glm.client.get("/v1/chat/completions")
+    assert resp.status_code == 404 and error_of(resp)["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "path", ["/update_weights_from_disk", "/release_memory_occupation", "/v1/set_lora", "/rollout/x"]
+)
+def test_admin_routes_unreachable(glm, behaviour, path):
+    """SGLang's admin and weight routes should not be reachable through the gateway."""
+    assert glm.client.post(path, json={}).status_code == 404
+    assert not [r for r in behaviour.requests if r[1] == path]
+
+
+def test_wrong_method_is_json_405(glm):
+    """A wrong method on a public route should get a JSON 405."""
+    resp = glm.client.delete("/v1/images/generations")
+    assert resp.status_code == 405 and error_of(resp)["code"] == "method_not_allowed"
+
+
+def test_models_reports_defaults(glm):
+    """/v1/models should report the model's defaults and tasks."""
+    entry = glm.client.get("/v1/models").json()["data"][0]
+    assert entry["defaults"] == {"size": "1024x1024"} and entry["tasks"] == ["text-to-image", "image-edit"]
+
+
+def test_request_id_echoed(glm):
+    """X-Request-ID should be echoed (or generated) on every response."""
+    assert glm.client.get("/live", headers={"X-Request-ID": "abc-1"}).headers["x-request-id"] == "abc-1"
+    assert len(glm.client.get("/live").headers["x-request-id"]) == 32
+
+
+# --- auth ----------------------------------------------------------------------------------------
+
+
+def test_api_key_required(make_gateway):
+    """With API_KEY set, API routes should answer 401 without the key."""
+    gw = make_gateway(api_key=KEY)
+    resp = gw.client.get("/v1/models")
+    assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
+    assert error_of(resp)["type"] == "authentication_error"
+
+
+def test_api_key_wrong(make_gateway):
+    """A wrong key should be refused."""
+    gw = make_gateway(api_key=KEY)
+    assert gw.client.get("/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_api_key_right(make_gateway):
+    """The right Bearer key should pass."""
+    gw = make_gateway(api_key=KEY)
+    assert gw.client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_health_open_with_key(make_gateway):
+    """/health and /live should stay open for probes when a key is set."""
+    gw = make_gateway(api_key=KEY)
+    assert gw.client.get("/health").status_code == 200 and gw.client.get("/live").status_code == 200
+
+
+def test_metrics_can_require_key(make_gateway):
+    """METRICS_PUBLIC=false should put /metrics behind the key."""
+    gw = make_gateway(api_key=KEY, metrics_public="false")
+    assert gw.client.get("/metrics").status_code == 401
+    assert gw.client.get("/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_key_never_logged(make_gateway, caplog):
+    """The API key should never appear in the logs."""
+    caplog.set_level(logging.INFO)
+    gw = make_gateway(api_key=KEY)
+    gw.client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    gw.client.get("/v1/models", headers={"Authorization": "Bearer wrong-key"})
+    assert caplog.records and KEY not in caplog.text and "wrong-key" not in caplog.text
+
+
+# --- readiness -----------------------------------------------------------------------------------
+
+
+def test_loading_until_upstream_healthy(make_gateway, behaviour):
+    """While SGLang is loading, /health should be 503 'loading' and generations 503 with Retry-After."""
+    behaviour.health = 503
+    gw = make_gateway(wait_ready=False)
+    time.sleep(0.3)
+    health = gw.client.get("/health")
+    assert health.status_code == 503 and health.json()["status"] == "loading"
+    resp = gw.client.post("/v1/images/generations", json={"prompt": "x"})
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "10"
+    assert error_of(resp)["code"] == "model_loading"
+
+
+def test_ready_after_test_generation(make_gateway, behaviour):
+    """/health should turn 200 only after a real 1-step test generation succeeded."""
+    gw = make_gateway()
+    probe = forwarded(behaviour, "/v1/images/generations")
+    assert probe and probe[0]["num_inference_steps"] == 1
+    assert gw.client.get("/health").json()["status"] == "ready"
+
+
+def test_failed_test_generation_stays_not_ready(make_gateway, behaviour, caplog):
+    """If the test generation fails, /health should stay 503 and the server's error be logged."""
+    caplog.set_level(logging.ERROR)
+    behaviour.fail_generation = True
+    gw = make_gateway(wait_ready=False)
+    deadline = time.monotonic() + 5
+    while gw.client.get("/health").json()["status"] != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    health = gw.client.get("/health")
+    assert health.status_code == 503 and "CUDA error: out of memory" in health.json()["detail"]
+    assert "the test generation failed" in caplog.text
+
+
+def test_ready_probe_health_only(make_gateway, behaviour):
+    """READY_PROBE=health should be ready on SGLang's /health without generating."""
+    make_gateway(ready_probe="health")
+    assert not forwarded(behaviour, "/v1/images/generations")
+
+
+def test_video_model_probe_is_a_video_job(make_gateway, behaviour):
+    """A video model's test generation should be a short video job polled to completion."""
+    make_gateway("wan2.2-ti2v-5b")
+    probe = forwarded(behaviour, "/v1/videos")[0]
+    assert probe["num_frames"] == 5 and probe["num_inference_steps"] == 1
+
+
+def test_upstream_down(make_gateway, upstream):
+    """With SGLang gone, API routes should answer 503 'not reachable' and /health 503."""
+    gw = make_gateway()
+    upstream.stop()
+    resp = gw.client.get("/v1/models")
+    assert resp.status_code == 503 and error_of(resp)["code"] == "upstream_unavailable"
+    deadline = time.monotonic() + 15
+    while gw.client.get("/health").status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def test_generation_b64_with_default_size(glm, behaviour):
+    """A generation without size should get the model's default size; the image comes back as b64."""
+    resp = glm.client.post("/v1/images/generations", json={"prompt": "a fox", "response_format": "b64_json"})
+    assert resp.status_code == 200
+    img = Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"])))
+    assert img.size == (1024, 1024)
+    sent = forwarded(behaviour, "/v1/images/generations")[-1]
+    assert (sent["width"], sent["height"]) == (1024, 1024) and "size" not in sent
+
+
+def test_generation_url_and_content(glm):
+    """response_format=url should give a URL that fetches the PNG through the gateway."""
+    resp = glm.client.post(
+        "/v1/images/generations", json={"prompt": "a fox", "size": "64x96", "response_format": "url"}
+    )
+    url = resp.json()["data"][0]["url"]
+    content = glm.client.get(url)
+    assert content.status_code == 200 and Image.open(io.BytesIO(content.content)).size == (64, 96)
+
+
+def test_edit_with_upload(glm, behaviour):
+    """An edit with an uploaded PNG should reach SGLang as multipart with the image and the size."""
+    files = {"image": ("in.png", png(64, 64), "image/png")}
+    resp = glm.client.post("/v1/images/edits", files=files, data={"prompt": "make it blue", "size": "64x64"})
+    assert resp.status_code == 200, resp.text
+    sent = forwarded(behaviour, "/v1/images/edits")[-1]
+    assert sent["image"] == "in.png" and sent["size"] == "64x64" and sent["prompt"] == "make it blue"
+
+
+def test_edit_rejects_non_image(glm, behaviour):
+    """An upload that is not an image should get 400 and never reach SGLang."""
+    files = {"image": ("evil.png", b"#!/bin/sh\nrm -rf /\n", "image/png")}
+    resp = glm.client.post("/v1/images/edits", files=files, data={"prompt": "x"})
+    assert resp.status_code == 400 and error_of(resp)["code"] == "invalid_image"
+    assert not forwarded(behaviour, "/v1/images/edits")
+
+
+def test_edit_upload_too_large(make_gateway):
+    """An upload over MAX_UPLOAD_BYTES should get 413."""
+    gw = make_gateway(max_upload_bytes=2048)
+    big = png(512, 512) + b"\x00" * 4096
+    resp = gw.client.post("/v1/images/edits", files={"image": ("a.png", big, "image/png")}, data={"prompt": "x"})
+    assert resp.status_code == 413 and error_of(resp)["code"] == "file_too_large"
+
+
+def test_edit_image_too_many_pixels(make_gateway):
+    """An upload over MAX_INPUT_PIXELS should get 400."""
+    gw = make_gateway(max_input_pixels=1000)
+    resp = gw.client.post(
+        "/v1/images/edits", files={"image": ("a.png", png(64, 64), "image/png")}, data={"prompt": "x"}
+    )
+    assert resp.status_code == 400 and error_of(resp)["code"] == "image_too_large"
+
+
+def test_edit_needs_an_image(glm):
+    """An edit without an image should get 400 naming the 'image' field."""
+    resp = glm.client.post("/v1/images/edits", data={"prompt": "x"}, files={"dummy": ("", b"", "text/plain")})
+    assert resp.status_code == 400
+
+
+@pytest.mark.parametrize("field", ["output_path", "perf_dump_path", "upscaling_model_path"])
+def test_server_paths_rejected(glm, behaviour, field):
+    """Fields that name server-side paths should be refused."""
+    resp = glm.client.post("/v1/images/generations", json={"prompt": "x", field: "/etc/cron.d/x"})
+    assert resp.status_code == 400 and error_of(resp) == {
+        "message": f"'{field}' is not accepted: clients cannot choose server-side paths.",
+        "type": "invalid_request_error",
+        "param": field,
+        "code": "forbidden_parameter",
+    }
+    assert not forwarded(behaviour, "/v1/images/generations")[1:]
+
+
+def test_image_urls_off_by_default(glm):
+    """http(s) image URLs should be refused unless ALLOW_IMAGE_URLS=true (SSRF)."""
+    resp = glm.client.post(
+        "/v1/images/edits",
+        data={"prompt": "x", "url": "http://169.254.169.254/latest"},
+        files={"image": ("a.png", png(32, 32), "image/png")},
+    )
+    assert resp.status_code == 400 and error_of(resp)["code"] == "urls_disabled"
+
+
+def test_local_path_reference_rejected(ti2v):
+    """A server-local path given as an image reference should be refused."""
+    resp = ti2v.client.post("/v1/videos", json={"prompt": "x", "input_reference": "/app/models/secret.png"})
+    assert resp.status_code == 400 and error_of(resp)["code"] == "forbidden_path"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": "x", "size": "1000x1024"}, "size"),  # not a multiple of 32
+        ({"prompt": "x", "size": "4096x4096"}, "size"),  # over MAX_OUTPUT_PIXELS
+        ({"prompt": "x", "size": "big"}, "size"),
+        ({"prompt": "x", "n": 9}, "n"),
+        ({"prompt": "x", "num_inference_steps": 1000}, "num_inference_steps"),
+        ({"prompt": "x", "guidance_scale": -1}, "guidance_scale"),
+        ({"prompt": ""}, "prompt"),
+        ({"size": "64x64"}, "prompt"),
+        ({"prompt": "x", "response_format": "gif"}, "response_format"),
+    ],
+)
+def test_invalid_image_requests(glm, body, param):
+    """Each invalid parameter should get a 400 naming it."""
+    resp = glm.client.post("/v1/images/generations", json=body)
+    assert resp.status_code == 400 and error_of(resp)["param"] == param
+
+
+def test_body_too_large(make_gateway):
+    """A body over MAX_BODY_BYTES should get 413 before it is parsed."""
+    gw = make_gateway(max_body_bytes=4096)
+    resp = gw.client.post(
+        "/v1/images/generations",
+        content=b'{"prompt": "' + b"a" * 8000 + b'"}',
+        headers={"content-type": "application/json"},
+    )
+    assert resp.status_code == 413 and error_of(resp)["code"] == "body_too_large"
+
+
+def test_invalid_json(glm):
+    """A body that is not JSON should get 400 invalid_json."""
+    resp = glm.client.post("/v1/images/generations", content=b"{nope", headers={"content-type": "application/json"})
+    assert resp.status_code == 400 and error_of(resp)["code"] == "invalid_json"
+
+
+def test_video_route_on_image_model(glm):
+    """Asking an image model for a video should get 400 pointing at the right route."""
+    resp = glm.client.post("/v1/videos", json={"prompt": "x"})
+    assert resp.status_code == 400 and "use /v1/images/generations" in error_of(resp)["message"]
+
+
+def test_upstream_error_normalised(glm, behaviour):
+    """An SGLang error should reach the client in the OpenAI error shape with its message."""
+    behaviour.fail_generation = True
+    resp = glm.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"})
+    assert resp.status_code == 500 and error_of(resp)["message"] == "CUDA error: out of memory"
+
+
+# --- video ---------------------------------------------------------------------------------------
+
+
+def test_video_defaults_filled(ti2v, behaviour):
+    """A video job without size/frames/fps should get TI2V-5B's 1280x704, 121 frames at 24 fps."""
+    resp = ti2v.client.post("/v1/videos", json={"prompt": "a cat surfing"})
+    assert resp.status_code == 200, resp.text
+    sent = forwarded(behaviour, "/v1/videos")[-1]
+    assert (sent["width"], sent["height"], sent["num_frames"], sent["fps"]) == (1280, 704, 121, 24)
+
+
+def test_a14b_defaults(make_gateway, behaviour):
+    """Wan2.2-A14B jobs should default to 81 frames at 16 fps (not SGLang's 96 at 24)."""
+    gw = make_gateway("wan2.2-t2v-a14b")
+    gw.client.post("/v1/videos", json={"prompt": "x", "size": "832x480"})
+    sent = forwarded(behaviour, "/v1/videos")[-1]
+    assert (sent["num_frames"], sent["fps"], sent["width"]) == (81, 16, 832)
+
+
+def test_seconds_become_frames(ti2v, behaviour):
+    """seconds should become 4k+1 frames at the model's fps."""
+    ti2v.client.post("/v1/videos", json={"prompt": "x", "seconds": 5})
+    assert forwarded(behaviour, "/v1/videos")[-1]["num_frames"] == 121
+
+
+def test_frames_must_be_4k_plus_1(ti2v):
+    """num_frames that is not 4k+1 should get 400."""
+    resp = ti2v.client.post("/v1/videos", json={"prompt": "x", "num_frames": 80})
+    assert resp.status_code == 400 and error_of(resp)["param"] == "num_frames"
+
+
+def test_video_job_poll_content_delete(ti2v):
+    """A video job should be pollable, its MP4 downloadable, and deletable, all through the gateway."""
+    job = ti2v.client.post("/v1/videos", json={"prompt": "x", "size": "256x256", "num_frames": 5}).json()
+    deadline = time.monotonic() + 10
+    while (state := ti2v.client.get(f"/v1/videos/{job['id']}").json())["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert state["progress"] == 100
+    content = ti2v.client.get(f"/v1/videos/{job['id']}/content")
+    assert content.status_code == 200 and content.content == MP4
+    assert ti2v.client.get("/v1/videos").json()["data"]
+    assert ti2v.client.delete(f"/v1/videos/{job['id']}").status_code == 200
+
+
+def test_video_id_traversal(ti2v):
+    """Path-like ids should never reach SGLang."""
+    assert ti2v.client.get("/v1/videos/..%2f..%2fhealth").status_code == 404
+
+
+def test_video_with_input_image(ti2v, behaviour):
+    """An image-to-video job with an uploaded image should reach SGLang as multipart."""
+    resp = ti2v.client.post(
+        "/v1/videos",
+        data={"prompt": "the cat jumps", "num_frames": "5", "size": "256x256"},
+        files={"input_reference": ("cat.png", png(64, 64), "image/png")},
+    )
+    assert resp.status_code == 200, resp.text
+    sent = forwarded(behaviour, "/v1/videos")[-1]
+    assert sent["input_reference"] == "cat.png" and sent["num_frames"] == "5"
+
+
+def test_sync_video_route(ti2v):
+    """/v1/video/generations should wait and answer with the finished job and its content URL."""
+    resp = ti2v.client.post("/v1/video/generations", json={"prompt": "x", "size": "256x256", "num_frames": 5})
+    body = resp.json()
+    assert resp.status_code == 200 and body["status"] == "completed"
+    assert body["data"][0]["url"] == f"/v1/videos/{body['id']}/content" and "file_path" not in body
+
+
+def test_sync_video_b64(ti2v):
+    """/v1/video/generations with response_format=b64_json should return the MP4 inline."""
+    resp = ti2v.client.post(
+        "/v1/video/generations", json={"prompt": "x", "num_frames": 5, "response_format": "b64_json"}
+    )
+    assert base64.b64decode(resp.json()["data"][0]["b64_json"]) == MP4
+
+
+def test_sync_video_failure(ti2v, behaviour):
+    """A failed job on the sync route should give 500 with the job's error message."""
+    behaviour.fail_generation = True
+    resp = ti2v.client.post("/v1/video/generations", json={"prompt": "x", "num_frames": 5})
+    assert resp.status_code == 500 and "worker crashed" in error_of(resp)["message"]
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+def test_queue_full_gives_429(make_gateway, behaviour):
+    """Beyond MAX_CONCURRENCY + MAX_QUEUE, requests should get 429 with Retry-After at once, never hang."""
+    gw = make_gateway(max_concurrency=1, max_queue=1)
+    behaviour.delay = 1.5
+    results: list[httpx.Response] = []
+
+    def send():
+        with httpx.Client(base_url=gw.served.url, timeout=30) as c:
+            results.append(c.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"}))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join(timeout=20)
+    codes = sorted(r.status_code for r in results)
+    assert codes == [200, 200, 429, 429], codes
+    rejected = [r for r in results if r.status_code == 429]
+    assert all(r.headers["retry-after"] for r in rejected) and time.monotonic() - t0 < 10
+
+
+def test_video_queue_full(make_gateway, behaviour):
+    """Creating a video job while MAX_CONCURRENCY + MAX_QUEUE jobs are active should get 429."""
+    gw = make_gateway("wan2.2-ti2v-5b", max_concurrency=1, max_queue=0)
+    behaviour.job_seconds = 5
+    assert gw.client.post("/v1/videos", json={"prompt": "x", "num_frames": 5}).status_code == 200
+    resp = gw.client.post("/v1/videos", json={"prompt": "y", "num_frames": 5})
+    assert resp.status_code == 429 and error_of(resp)["code"] == "queue_full"
+
+
+def test_slow_upstream_gives_504(make_gateway, behaviour):
+    """A generation slower than REQUEST_TIMEOUT should get 504 with a message."""
+    gw = make_gateway(request_timeout=1)
+    behaviour.delay = 3
+    resp = gw.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"})
+    assert resp.status_code == 504 and "REQUEST_TIMEOUT" in error_of(resp)["message"]
+
+
+def test_client_disconnect_handled(make_gateway, behaviour):
+    """A client that hangs up mid-generation should not break the gateway."""
+    gw = make_gateway()
+    behaviour.delay = 1
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gw.served.url + "/v1/images/generations", json={"prompt": "x", "size": "64x64"}, timeout=0.2)
+    time.sleep(1.2)
+    assert gw.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"}).status_code == 200
+
+
+# --- observability -------------------------------------------------------------------------------
+
+
+def test_metrics(glm):
+    """/metrics should count requests by route and code in Prometheus format."""
+    glm.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"})
+    wanted = 'gateway_requests_total{code="200",method="POST",route="/v1/images/generations"} 1.0'
+    deadline = time.monotonic() + 5  # counted just after the response is sent
+    while wanted not in (text := glm.client.get("/metrics").text):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.02)
+    assert "gateway_generation_seconds_bucket" in text and "gateway_ready 1.0" in text
+
+
+def test_access_log_without_prompt(glm, caplog):
+    """Each request should log one JSON line with id, route, status and duration, without the prompt."""
+    caplog.set_level(logging.INFO, logger="glm_image_sglang.access")
+    glm.client.post("/v1/images/generations", json={"prompt": "secret plans", "size": "64x64"})
+
+    def entries():  # the line is written just after the response is sent
+        return [json.loads(r.message) for r in caplog.records if r.name == "glm_image_sglang.access"]
+
+    deadline = time.monotonic() + 5
+    while not any(e.get("route") == "/v1/images/generations" for e in entries()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    entry = next(e for e in entries() if e.get("route") == "/v1/images/generations")
+    assert entry["status"] == 200 and entry["duration_ms"] > 0 and len(entry["request_id"]) == 32
+    assert "secret plans" not in caplog.text
+
+
+def test_prompts_logged_on_request(make_gateway, caplog):
+    """LOG_PROMPTS=true should add the prompt to the log."""
+    caplog.set_level(logging.INFO, logger="glm_image_sglang.access")
+    gw = make_gateway(log_prompts="true")
+    gw.client.post("/v1/images/generations", json={"prompt": "secret plans", "size": "64x64"})
+    assert "secret plans" in caplog.text  # logged before the request is forwarded
