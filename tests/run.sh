@@ -7,7 +7,21 @@ cd "$(dirname "$0")/.."
 log() { echo "== $*"; }
 
 need_container_tier() {
-	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *'not container'* ]]
+	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* && " $* " != *'not container'* ]]
+}
+
+need_e2e_tier() {
+	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* ]]
+}
+
+# The real SGLang (same release as the image's test build) in its own venv, for the e2e tier.
+make_e2e_venv() {
+	local venv=.venv-e2e
+	if [[ -x "$venv/bin/sglang" ]] && "$venv/bin/python" -c "import glm_image_sglang" 2>/dev/null; then return 0; fi
+	log "creating $venv (SGLang ${E2E_SGLANG_VERSION:-0.5.23} from PyPI; a few minutes the first time)"
+	python3 -m venv "$venv"
+	"$venv/bin/python" -m pip install -q --disable-pip-version-check "sglang[diffusion]==${E2E_SGLANG_VERSION:-0.5.23}"
+	"$venv/bin/python" -m pip install -q --disable-pip-version-check -e .
 }
 
 install_system_packages() {
@@ -41,6 +55,7 @@ start_docker() {
 _main() {
 	install_system_packages
 	if need_container_tier "$@"; then start_docker; fi
+	if need_e2e_tier "$@"; then make_e2e_venv; fi
 	local venv="${VENV:-.venv}"
 	if [[ ! -x "$venv/bin/python" ]]; then
 		log "creating $venv"

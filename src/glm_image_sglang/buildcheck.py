@@ -4,11 +4,12 @@ that does not work together must fail the *build*, not the first request.
 1. `pip check`: every conflict fails, except pins that the build arguments overrode on purpose
    (DIFFUSERS_SOURCE / TRANSFORMERS_SOURCE set to git or pypi): those are recorded as warnings.
 2. The SGLang diffusion HTTP server and the GLM-Image pipeline stages import.
-3. The GLM-Image edit path: SGLang turns the vision encoder's image features into a tensor before
-   torch.cat. Older SGLang with transformers 5 failed every edit with "cat() received an invalid
-   combination of arguments" (fixed upstream by pooled_image_features_to_tensor, sglang PR #25697).
-   A tiny random GlmImageForConditionalGeneration runs get_image_features on the CPU and SGLang's
-   conversion must give a tensor that torch.cat accepts.
+3. The GLM-Image edit path, as SGLang's worker runs it with this image's plugin loaded: a tiny random
+   GlmImageForConditionalGeneration runs get_image_features on the CPU, SGLang's
+   pooled_image_features_to_tensor converts them, and get_image_tokens must turn them into one token
+   per patch. Older SGLang with transformers 5 failed every edit with "cat() received an invalid
+   combination of arguments" (sglang PR #25697); SGLang 0.5.23 with its pinned transformers 5.19 fails
+   with "expected input[1, 1, h, w] to have N channels" unless sglang_plugin.py's patch applies.
 4. Writes build-info.json: versions, git commits, sources, and what was overridden.
 """
 
@@ -119,6 +120,17 @@ def check_glm_edit_path() -> None:
             "edit fails with 'cat() received an invalid combination of arguments'. Use an SGLang that has "
             "the fix (sglang PR #25697, release 0.5.16 or newer)."
         ) from None
+    from importlib.metadata import entry_points
+
+    from .sglang_plugin import patch_glm_image_edit
+
+    plugins = {ep.name for ep in entry_points(group="sglang.multimodal_gen.plugins")}
+    if "glm_image_sglang" not in plugins:
+        raise CheckFailed(f"the SGLang plugin entry point is not registered (found: {sorted(plugins)})")
+    patched = patch_glm_image_edit()
+    from sglang.multimodal_gen.runtime.pipelines_core.stages.model_specific_stages import glm_image as stage
+
+    pooled_image_features_to_tensor = stage.pooled_image_features_to_tensor
     torch.manual_seed(0)
     config = GlmImageConfig(
         text_config={
@@ -147,13 +159,17 @@ def check_glm_edit_path() -> None:
     grid = torch.tensor([[1, 4, 4]])
     channels = getattr(vision, "in_channels", 3) * getattr(vision, "temporal_patch_size", 1) * vision.patch_size**2
     pixels = torch.randn(int(grid.prod()), channels)
-    with torch.no_grad():
-        features = model.get_image_features(pixels, grid)
-        tensor = pooled_image_features_to_tensor(features)
-        torch.cat([tensor, tensor], dim=0)
-    if not isinstance(tensor, torch.Tensor):
-        raise CheckFailed(f"GLM-Image edit path: image features became {type(tensor).__name__}, not a tensor")
-    print(f"GLM-Image edit path: get_image_features -> tensor {tuple(tensor.shape)} OK ({type(features).__name__})")
+    try:
+        with torch.no_grad():
+            features = model.get_image_features(pixels, grid)
+            converted = pooled_image_features_to_tensor(features)
+            tokens = model.get_image_tokens(converted, grid)
+    except (TypeError, RuntimeError) as e:
+        raise CheckFailed(f"GLM-Image edits would fail in SGLang with this transformers: {e}") from None
+    if tuple(tokens.shape) != (int(grid.prod()),):
+        raise CheckFailed(f"GLM-Image edit path: {tuple(tokens.shape)} image tokens instead of {int(grid.prod())}")
+    note = "with the plugin's per-image features" if patched else "SGLang's own conversion"
+    print(f"GLM-Image edit path: features -> {int(grid.prod())} image tokens OK ({note})")
 
 
 def main(argv: list[str] | None = None) -> int:

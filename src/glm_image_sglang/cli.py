@@ -58,10 +58,15 @@ def prepare(settings: Settings) -> Prepared:
     taken = [settings.port]
     listen = None
     if settings.gateway:
-        upstream_port = settings.sglang_port or preflight.free_port("127.0.0.1", 31000, avoid=taken)
+        # SGLang also binds its request broker on its own port + 1 (server_args.broker_port)
+        upstream_port = settings.sglang_port or preflight.free_port_pair("127.0.0.1", 31000, avoid=taken)
         preflight.check_port("127.0.0.1", upstream_port)
+        preflight.check_port("127.0.0.1", upstream_port + 1, "SGLang's request broker (its port + 1)")
         listen = ("127.0.0.1", upstream_port)
-        taken.append(upstream_port)
+        taken += [upstream_port, upstream_port + 1]
+    else:
+        preflight.check_port(settings.host, settings.port + 1, "SGLang's request broker (PORT + 1)")
+        taken.append(settings.port + 1)
     scheduler = settings.scheduler_port or preflight.free_port("127.0.0.1", 5555, avoid=taken)
     master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[*taken, scheduler])
     launch = sglang_args.build(settings, model, plan, scheduler, master, preflight.probe_sglang_flags(), listen)
@@ -178,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         from .gateway.server import main as gateway_main
 
         return gateway_main(argv[1:])
+    if argv and argv[0] == "random-model":
+        from .random_models import main as random_main
+
+        return random_main(argv[1:])
     if argv and argv[0] == "client":
         from .client import main as client_main
 

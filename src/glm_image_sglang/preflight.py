@@ -123,6 +123,15 @@ def free_port(host: str, start: int, avoid: Iterable[int] = ()) -> int:
     raise ResourceError(f"no free port in {start}-{start + 199} on {host}; set SCHEDULER_PORT/MASTER_PORT.")
 
 
+def free_port_pair(host: str, start: int, avoid: Iterable[int] = ()) -> int:
+    """The first port p from start with p and p + 1 free (SGLang binds its broker on p + 1)."""
+    skip = set(avoid)
+    for port in range(start, min(start + 200, 65535)):
+        if not {port, port + 1} & skip and port_free(host, port) and port_free(host, port + 1):
+            return port
+    raise ResourceError(f"no two adjacent free ports in {start}-{start + 199} on {host}; set SGLANG_PORT.")
+
+
 def port_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -184,8 +193,13 @@ def check_writable(paths: Iterable[Path]) -> None:
             raise ResourceError(f"{path} is not writable for UID {uid} GID {gid} ({e.strerror}): {hint}.") from None
 
 
-def check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int, what: str = "") -> None:
     if not port_free(host, port):
+        if what:
+            raise ResourceError(
+                f"port {port} on {host}, needed by {what}, is already in use. Stop the other process or move "
+                f"the server to another port (PORT / SGLANG_PORT)."
+            )
         raise ResourceError(
             f"port {port} on {host} is already in use. Stop the other process, or set PORT to a free port "
             f"(and publish it: -p {port}:{port})."

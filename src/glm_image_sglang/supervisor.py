@@ -44,6 +44,17 @@ def health_status(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
         return None, ""
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the launcher itself dies (even by SIGKILL), so no
+    orphaned SGLang keeps the ports and the GPU (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Child:
     name: str
@@ -63,7 +74,10 @@ class Child:
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: SIGKILL reaches every worker
+            preexec_fn=_die_with_parent,
         )
+
+    def start_pump(self) -> None:
         self.pump = threading.Thread(target=self._pump, daemon=True)
         self.pump.start()
 
@@ -122,13 +136,15 @@ class Supervisor:
                 child.signal(signal.SIGTERM)
 
     def run(self) -> int:
-        for child in self.children:
+        for child in self.children:  # all children first: preexec_fn must not run while threads exist
             try:
                 child.start()
             except OSError as e:
                 error(f"cannot start {child.name} ({child.argv[0]}): {e.strerror}. Is it installed in this image?")
                 self._stop_all()
                 return 5
+        for child in self.children:
+            child.start_pump()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         started = time.monotonic()

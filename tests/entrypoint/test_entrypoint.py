@@ -268,3 +268,30 @@ def test_server_crash_while_serving_stops_container(env, tmp_path):
     assert proc.returncode == 9
     assert "[launcher] ready:" in proc.stdout
     assert "ERROR: SGLang exited with code 9 while serving" in proc.stderr
+
+
+def test_broker_port_in_use(env, tmp_path):
+    """Without the gateway, PORT + 1 (SGLang's request broker) taken should be refused up front."""
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("0.0.0.0", int(env["PORT"]) + 1))
+        blocker.listen()
+        proc = run(env | {"MODEL_PATH": str(make(tmp_path / "m", "glm-image")), "GATEWAY": "false"})
+    assert_clean_error(proc, 4, f"port {int(env['PORT']) + 1} on 0.0.0.0, needed by SGLang's request broker (PORT + 1)")
+
+
+def test_children_stop_when_launcher_is_killed(env, tmp_path):
+    """If the launcher is SIGKILLed, SGLang should get SIGTERM instead of living on as an orphan."""
+    env = env | {"MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")), "FAKE_SGLANG_MODE": "serve",
+                 "READY_PROBE": "health"}  # fmt: skip
+    proc = start(env)
+    try:
+        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"]).exists())
+        time.sleep(1)
+        proc.kill()
+        proc.wait(timeout=10)
+        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"] + ".signal").exists(), timeout=10)
+    finally:
+        proc.kill()
+    assert Path(env["FAKE_SGLANG_RECORD"] + ".signal").read_text() == "SIGTERM"

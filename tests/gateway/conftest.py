@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 import threading
 import time
@@ -15,17 +14,10 @@ import pytest
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_sglang import Behaviour, create_fake
-
+from fake_sglang import Behaviour, create_fake, free_port
 from glm_image_sglang.gateway.app import create_app
 from glm_image_sglang.models import VARIANTS
 from glm_image_sglang.settings import GatewaySettings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Served:

@@ -11,10 +11,9 @@ import time
 
 import httpx
 import pytest
-from conftest import free_port
-from fake_sglang import MP4, png
 from PIL import Image
 
+from fake_sglang import MP4, free_port, png
 from glm_image_sglang.client import main as client_main
 
 pytestmark = pytest.mark.gateway

@@ -11,8 +11,9 @@ import time
 
 import httpx
 import pytest
-from fake_sglang import MP4, png
 from PIL import Image
+
+from fake_sglang import MP4, png
 
 pytestmark = pytest.mark.gateway
 
@@ -489,3 +490,10 @@ def test_prompts_logged_on_request(make_gateway, caplog):
     gw = make_gateway(log_prompts="true")
     gw.client.post("/v1/images/generations", json={"prompt": "secret plans", "size": "64x64"})
     assert "secret plans" in caplog.text  # logged before the request is forwarded
+
+
+def test_i2v_probe_sends_a_first_frame(make_gateway, behaviour):
+    """An image-to-video-only model's test generation should upload a first frame."""
+    make_gateway("wan2.2-i2v-a14b")
+    probe = forwarded(behaviour, "/v1/videos")[0]
+    assert probe["input_reference"] == "probe.png" and probe["num_frames"] == "5"

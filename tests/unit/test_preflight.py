@@ -161,3 +161,13 @@ def test_missing_libnuma_refused(monkeypatch):
     monkeypatch.setattr(preflight.ctypes, "CDLL", no_lib)
     with pytest.raises(ResourceError, match=r"libnuma.so.1 is missing.*apt-get install libnuma1"):
         preflight.check_toolchain(require_gpu=True)
+
+
+def test_free_port_pair_needs_the_next_port_too():
+    """SGLang binds its broker on port + 1: a port whose neighbour is taken should be skipped."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        port = preflight.free_port_pair("127.0.0.1", taken - 1)
+        assert port not in (taken - 1, taken) and preflight.port_free("127.0.0.1", port + 1)

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from ..models import VARIANTS, Variant
+from ..models import Variant
 from ..settings import GatewaySettings
 from . import validation as v
 from .validation import ApiError
@@ -230,9 +230,13 @@ class Gateway:
             if resp.status_code != 200 or not resp.json().get("data"):
                 raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
             return
-        resp = await self.call(
-            "POST", "/v1/videos", 30, json={**common, "width": size, "height": size, "num_frames": 5}
-        )
+        video = {**common, "width": size, "height": size, "num_frames": 5}
+        if "text-to-video" in self.variant.tasks:
+            resp = await self.call("POST", "/v1/videos", 30, json=video)
+        else:  # image-to-video only (I2V-A14B): the test needs a first frame
+            fields = {k: str(val) for k, val in video.items()}
+            frame = ("probe.png", probe_png(size), "image/png")
+            resp = await self.call("POST", "/v1/videos", 30, data=fields, files={"input_reference": frame})
         if resp.status_code != 200:
             raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
         job = await self.wait_for_job(resp.json()["id"], timeout)
@@ -272,6 +276,16 @@ class Gateway:
 
 
 # --- request helpers --------------------------------------------------------------------------------
+
+
+def probe_png(size: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (90, 140, 200)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -552,6 +566,7 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
 
 
 OPEN_ROUTES = ("/health", "/live")
+QUIET_ROUTES = ("/health", "/live", "/metrics")  # probes and scrapes: counted in metrics, not logged
 
 
 class ObservedApp:
@@ -610,19 +625,17 @@ class ObservedApp:
             elapsed = time.monotonic() - t0
             self.gw.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
             self.gw.metrics.latency.labels(route).observe(elapsed)
-            access_log.info(
-                json.dumps(
-                    {
-                        "request_id": request_id,
-                        "method": scope["method"],
-                        "route": route,
-                        "path": scope["path"][:200],
-                        "status": status["code"],
-                        "duration_ms": round(elapsed * 1000, 1),
-                    }
+            quiet = scope["path"] in QUIET_ROUTES and status["code"] in (200, 503)
+            if not quiet:
+                access_log.info(
+                    json.dumps(
+                        {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "route": route,
+                            "path": scope["path"][:200],
+                            "status": status["code"],
+                            "duration_ms": round(elapsed * 1000, 1),
+                        }
+                    )
                 )
-            )
-
-
-def variant_from_env(key: str | None) -> Variant | None:
-    return VARIANTS.get(key or "")

@@ -1,0 +1,61 @@
+"""SGLang plugin shipped in the image (entry point `sglang.multimodal_gen.plugins`; SGLang calls
+register() in every worker before it builds the pipeline).
+
+GLM-Image edits: SGLang turns the vision encoder's image features into one tensor with
+`torch.cat(features, dim=0)` (pooled_image_features_to_tensor) and hands it to the AR model's
+get_image_tokens. transformers <= 5.12 packs features as [patches, hidden] and expects that packing;
+transformers 5.19 (the version SGLang 0.5.23 pins) returns one [hidden, h, w] map per image and
+get_image_tokens iterates over images, so the concatenated tensor is read channel by channel and
+every edit fails with "expected input[1, 1, h, w] to have <hidden> channels, but got 1 channels".
+The patch keeps one entry per image for 3-D maps and leaves everything else to SGLang's function.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+GLM_STAGE = "sglang.multimodal_gen.runtime.pipelines_core.stages.model_specific_stages.glm_image"
+
+
+def per_image_features(original: Any) -> Any:
+    def convert(image_features: Any) -> Any:
+        import torch
+
+        pooled = getattr(image_features, "pooler_output", None)
+        items = pooled if pooled is not None else image_features
+        if (
+            isinstance(items, (list, tuple))
+            and items
+            and all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in items)
+        ):
+            shapes = {tuple(t.shape) for t in items}
+            return torch.stack(tuple(items)) if len(shapes) == 1 else list(items)
+        return original(image_features)
+
+    convert.__wrapped__ = original  # type: ignore[attr-defined]
+    return convert
+
+
+def patch_glm_image_edit() -> bool:
+    import importlib
+
+    try:
+        stage = importlib.import_module(GLM_STAGE)
+    except Exception:  # not a GLM-capable SGLang, or the module moved: nothing to patch
+        return False
+    original = getattr(stage, "pooled_image_features_to_tensor", None)
+    if original is None or hasattr(original, "__wrapped__"):
+        return False
+    setattr(stage, "pooled_image_features_to_tensor", per_image_features(original))  # noqa: B010 (a module attribute)
+    return True
+
+
+def register() -> None:
+    import os
+
+    if os.environ.get("GLM_IMAGE_SGLANG_PLUGIN", "on").lower() in ("off", "0", "false"):
+        return
+    if patch_glm_image_edit():
+        # SGLang's logging setup does not show other packages' loggers; this line must reach the pod log.
+        print("glm-image-sglang plugin: GLM-Image edits keep per-image vision features", file=sys.stderr, flush=True)

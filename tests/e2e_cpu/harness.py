@@ -1,0 +1,237 @@
+"""Harness for the real SGLang diffusion server on the CPU, started the way users start it, with tiny random
+models of the four supported layouts:
+
+- host:  entrypoint.sh -> launcher -> gateway + `sglang serve`, from the e2e venv (.venv-e2e,
+         SGLang 0.5.23 from PyPI, made by tests/run.sh);
+- image: the built image, run as OpenShift runs it (random UID in group 0, read-only root,
+         no capabilities, --network none, models mounted read-only). With no network, requests
+         travel through `docker exec` into the container's own loopback.
+
+A test-only SGLang plugin (cpu_plugin/, mounted, never installed) gives SGLang's CPU platform
+torch fallbacks where it expects a CPU build of sgl_kernel.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from imagebuild import DOCKER, OPENSHIFT, RANDOM_UID, ROOT
+
+PLUGIN = Path(__file__).parent / "cpu_plugin"
+E2E_PYTHON = Path(os.environ.get("E2E_PYTHON", ROOT / ".venv-e2e" / "bin" / "python"))
+READY_TIMEOUT = 420
+CPU_ENV = {
+    "REQUIRE_GPU": "false",
+    "SGLANG_EXTRA_ARGS": "--warmup-mode off",  # the gateway's test generation is the warm-up
+    "TORCHDYNAMO_DISABLE": "1",  # torch.compile costs ~10 s per new shape on 2 cores
+    "GRACEFUL_SHUTDOWN_TIMEOUT": "20",
+}
+FOLDERS = {  # names that do not contain the repo names: detection must come from the files
+    "glm-image": "weights-glm",
+    "wan2.2-t2v-a14b": "weights-t2v",
+    "wan2.2-i2v-a14b": "weights-i2v",
+    "wan2.2-ti2v-5b": "weights-ti2v",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DockerExecTransport(httpx.BaseTransport):
+    """HTTP to 127.0.0.1:30000 inside a container that has no network, via `docker exec`."""
+
+    SCRIPT = (
+        "import sys, json, base64, urllib.request, urllib.error\n"
+        "r = json.load(sys.stdin)\n"
+        "req = urllib.request.Request('http://127.0.0.1:30000' + r['path'], method=r['method'], headers=r['headers'],\n"
+        "                             data=base64.b64decode(r['body']) if r['body'] else None)\n"
+        "try:\n"
+        "    resp = urllib.request.urlopen(req, timeout=r['timeout'])\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    resp = e\n"
+        "except OSError as e:\n"
+        "    print(json.dumps({'error': str(e)})); sys.exit(0)\n"
+        "print(json.dumps({'status': resp.status, 'headers': dict(resp.headers.items()),\n"
+        "                  'body': base64.b64encode(resp.read()).decode()}))\n"
+    )
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {}).get("read") or 600
+        spec = {
+            "method": request.method,
+            "path": request.url.raw_path.decode(),
+            "headers": {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")},
+            "body": base64.b64encode(request.read()).decode(),
+            "timeout": timeout,
+        }
+        proc = subprocess.run(
+            [DOCKER, "exec", "-i", self.container, "python", "-c", self.SCRIPT],
+            input=json.dumps(spec), capture_output=True, text=True, timeout=timeout + 30,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise httpx.ConnectError(f"docker exec failed: {proc.stderr[-500:]}", request=request)
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        if "error" in out:
+            raise httpx.ConnectError(out["error"], request=request)
+        headers = {
+            k: v for k, v in out["headers"].items() if k.lower() not in ("transfer-encoding", "content-encoding")
+        }
+        return httpx.Response(out["status"], headers=headers, content=base64.b64decode(out["body"]), request=request)
+
+
+class Server:
+    """One running server (host process or container) with an httpx client and its log."""
+
+    def __init__(self, backend: str, models: Path, key: str, tmp: Path) -> None:
+        self.backend = backend
+        self.key = key
+        self.health_seen: list[Any] = []
+        folder = FOLDERS[key]
+        if backend == "host":
+            self.port = free_port()
+            self.log_path = tmp / f"{key}.log"
+            env = {
+                "PATH": f"{E2E_PYTHON.parent}:/usr/bin:/bin",
+                "LAUNCHER_PYTHON": str(E2E_PYTHON),
+                "HOME": str(tmp / "home"),
+                "DATA_DIR": str(tmp / "data"),
+                "PORT": str(self.port),
+                "MODEL_PATH": str(models / folder),
+                "PYTHONPATH": str(PLUGIN),
+                **CPU_ENV,
+            }
+            self.proc = subprocess.Popen(
+                ["bash", str(ROOT / "entrypoint.sh")], env=env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT
+            )
+            self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=600)
+        else:
+            self.name = f"gis-e2e-{uuid.uuid4().hex[:8]}"
+            args = [DOCKER, "run", "-d", "--name", self.name, "--user", RANDOM_UID, *OPENSHIFT,
+                    "-v", f"{models}:/app/models:ro", "-v", f"{PLUGIN}:/opt/test-plugin:ro",
+                    "-e", "PYTHONPATH=/opt/test-plugin", "-e", f"MODEL_PATH=/app/models/{folder}"]  # fmt: skip
+            for k, v in CPU_ENV.items():
+                args += ["-e", f"{k}={v}"]
+            from imagebuild import IMAGE
+
+            subprocess.run([*args, IMAGE], check=True, capture_output=True, text=True)
+            self.client = httpx.Client(
+                transport=DockerExecTransport(self.name), base_url="http://127.0.0.1", timeout=600
+            )
+        try:
+            self.wait_ready()
+        except BaseException:  # never leave a half-started server behind
+            self.stop()
+            self.remove()
+            raise
+
+    def alive(self) -> bool:
+        if self.backend == "host":
+            return self.proc.poll() is None
+        state = subprocess.run(
+            [DOCKER, "inspect", "-f", "{{.State.Running}}", self.name], capture_output=True, text=True
+        )
+        return state.stdout.strip() == "true"
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            try:
+                resp = self.client.get("/health", timeout=5)
+                self.health_seen.append((resp.status_code, resp.json().get("status")))
+                if resp.status_code == 200:
+                    return
+            except (httpx.TransportError, ValueError):
+                self.health_seen.append(None)
+            if not self.alive() or time.monotonic() > deadline:
+                raise AssertionError(f"{self.key} ({self.backend}) never became ready:\n{self.logs()[-6000:]}")
+            time.sleep(1)
+
+    def logs(self) -> str:
+        if self.backend == "host":
+            return self.log_path.read_text(errors="replace")
+        proc = subprocess.run([DOCKER, "logs", self.name], capture_output=True, text=True)
+        return proc.stdout + proc.stderr
+
+    def stop(self) -> tuple[int, float]:
+        """SIGTERM (docker stop) and wait; returns (exit code, seconds to exit)."""
+        t0 = time.monotonic()
+        if self.backend == "host":
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = -9
+            return code, time.monotonic() - t0
+        subprocess.run([DOCKER, "stop", "-t", "120", self.name], capture_output=True)
+        state = subprocess.run(
+            [DOCKER, "inspect", "-f", "{{.State.ExitCode}}", self.name], capture_output=True, text=True
+        )
+        return int(state.stdout.strip() or -1), time.monotonic() - t0
+
+    def remove(self) -> None:
+        self.client.close()
+        if self.backend == "host":
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        else:
+            subprocess.run([DOCKER, "rm", "-f", self.name], capture_output=True)
+
+
+BACKENDS = [pytest.param("host", id="host"), pytest.param("image", id="image", marks=pytest.mark.container)]
+
+
+def serve(request: pytest.FixtureRequest, key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    backend = request.param
+    models = request.getfixturevalue("tiny_models")
+    if backend == "image":
+        request.getfixturevalue("image")  # built (or reused) by the container tier's fixture
+    server = Server(backend, models, key, tmp_path_factory.mktemp(f"{backend}-{key}"))
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+def decode_mp4(data: bytes) -> tuple[int, int, int, float]:
+    """(frames, width, height, fps) decoded with PyAV."""
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, stream.codec_context.width, stream.codec_context.height, float(stream.average_rate or 0)
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/v1/videos/{job_id}").json()
+        if job["status"] in ("completed", "failed"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)

@@ -1,0 +1,83 @@
+"""GLM-Image on the real SGLang server (CPU, tiny random weights): generations and edits."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from harness import BACKENDS, serve
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request, tmp_path_factory):
+    yield from serve(request, "glm-image", tmp_path_factory)
+
+
+def png(width, height):
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (20, 120, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_health_only_after_load(server):
+    """/health should answer 503 (or nothing) while loading and 200 only afterwards."""
+    assert server.health_seen[-1] == (200, "ready")
+    assert any(seen is None or seen[0] == 503 for seen in server.health_seen[:-1])
+
+
+def test_served_through_alias(server):
+    """A GLM-Image folder without 'glm-image' in its name should be served through the GLM-Image alias."""
+    logs = server.logs()
+    assert "model: GLM-Image at /" in logs and "/model-alias/GLM-Image" in logs
+
+
+def test_models(server):
+    """/v1/models should name the model and report its defaults."""
+    entry = server.client.get("/v1/models").json()["data"][0]
+    assert entry["defaults"] == {"size": "1024x1024"} and entry["output"] == "image"
+
+
+def test_generation_b64(server):
+    """A text-to-image request should return a decodable 32x32 image."""
+    resp = server.client.post("/v1/images/generations", json={
+        "prompt": "a photo of a cat", "size": "32x32", "num_inference_steps": 2, "seed": 0,
+        "generator_device": "cpu", "response_format": "b64_json"})  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    img = Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"])))
+    assert img.size == (32, 32)
+
+
+def test_generation_url_and_content(server):
+    """response_format=url should give a URL whose content is the image."""
+    resp = server.client.post("/v1/images/generations", json={
+        "prompt": "a red fox", "size": "32x32", "num_inference_steps": 2, "generator_device": "cpu",
+        "response_format": "url"})  # fmt: skip
+    assert resp.status_code == 200, resp.text
+    content = server.client.get(resp.json()["data"][0]["url"])
+    assert content.status_code == 200 and Image.open(io.BytesIO(content.content)).size == (32, 32)
+
+
+def test_edit_with_uploaded_png(server):
+    """An edit with an uploaded PNG should succeed: the field's cat() bug (and its transformers 5.19 successor) must not appear."""
+    resp = server.client.post(
+        "/v1/images/edits",
+        files={"image": ("in.png", png(32, 32), "image/png")},
+        data={"prompt": "make it night", "size": "32x32", "num_inference_steps": "2", "generator_device": "cpu",
+              "response_format": "b64_json"},
+    )  # fmt: skip
+    logs = server.logs()
+    assert "cat() received an invalid combination" not in logs
+    assert resp.status_code == 200, resp.text[-2000:]
+    img = Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"])))
+    assert img.size == (32, 32)
+
+
+def test_sigterm_exits_in_time(server):
+    """SIGTERM should stop the whole server within the grace period."""
+    code, seconds = server.stop()
+    assert seconds < 20 + 5 + 10 and code in (0, 143), server.logs()[-3000:]

@@ -1,0 +1,94 @@
+"""Building the product image for tests: a local Debian base (no registry is reachable here), a CUDA
+devel stand-in, then ./build.sh with SGLang from PyPI and flash-attn skipped. Shared by the container
+and end-to-end tiers (the `image` fixture in tests/conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
+DEBIAN_BASE = "local/debian:bookworm"
+CUDA_BASE = "local/cuda-devel-substitute:13.0"
+TAG = "ci"
+IMAGE = f"glm-image-sglang:{TAG}"
+RANDOM_UID = "1000650000:0"
+OPENSHIFT = [
+    "--read-only",
+    "--tmpfs", "/tmp:rw,exec,mode=1777",
+    "--tmpfs", "/app/data:rw,exec,mode=1777",
+    "--cap-drop", "ALL",
+    "--security-opt", "no-new-privileges",
+    "--network", "none",
+]  # fmt: skip
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+LOGS = ROOT / ".cache"
+
+
+def docker(*args: str, check: bool = True, timeout: float = 600, **kw) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def image_exists(name: str) -> bool:
+    return docker("image", "inspect", name, check=False).returncode == 0
+
+
+def logged(name: str, cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> float:
+    LOGS.mkdir(exist_ok=True)
+    log = LOGS / f"{name}.log"
+    t0 = time.monotonic()
+    with log.open("w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout, cwd=ROOT)
+    elapsed = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise AssertionError(f"{name} failed after {elapsed:.0f} s:\n{log.read_text()[-6000:]}")
+    print(f"{name}: {elapsed:.0f} s (log: {log})")
+    return elapsed
+
+
+def build_image() -> str:
+    """Builds the base images if missing, then the product image with ./build.sh (layer cache reused)."""
+    if docker("info", check=False).returncode != 0:
+        pytest.fail("Docker is not running: tests/run.sh installs and starts it (as root), or start dockerd")
+    if not image_exists(DEBIAN_BASE) or os.environ.get("REBUILD"):
+        rootfs = ROOT / ".cache" / "rootfs"
+        subprocess.run(["rm", "-rf", str(rootfs)], check=True)
+        logged("debootstrap", ["debootstrap", "--variant=minbase", "--include=ca-certificates,python3,python3-venv",
+                               "bookworm", str(rootfs), os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")])  # fmt: skip
+        logged(
+            "import", ["bash", "-c", f"tar -C {rootfs} -c . | {DOCKER} import -c 'ENV LANG=C.UTF-8' - {DEBIAN_BASE}"]
+        )
+        subprocess.run(["rm", "-rf", str(rootfs)], check=True)
+    if not image_exists(CUDA_BASE) or os.environ.get("REBUILD"):
+        secret = ["--secret", f"id=ca,src={HOST_CA}"] if HOST_CA.exists() else []
+        logged(
+            "cuda-substitute",
+            [
+                DOCKER,
+                "build",
+                "--progress=plain",
+                *secret,
+                "-t",
+                CUDA_BASE,
+                str(ROOT / "tests/container/cuda-substitute"),
+            ],
+            env=os.environ | {"DOCKER_BUILDKIT": "1"},
+        )
+    env = os.environ | {
+        "DOCKER": DOCKER,
+        "BASE_IMAGE": CUDA_BASE,
+        "SGLANG_SOURCE": "pypi:0.5.23",
+        "DIFFUSERS_SOURCE": "pinned",
+        "TRANSFORMERS_SOURCE": "pinned",
+        "FLASH_ATTN": "skip",
+    }
+    logged("build", ["./build.sh", "--tag", TAG], env=env)
+    return IMAGE
