@@ -27,7 +27,6 @@ _main() {
 	"") ;;
 	*) echo "ERROR: unknown option $1 (see ./download-packages.sh --help)" >&2; exit 2 ;;
 	esac
-	mkdir -p "$here/pip-cache"
 	local cmd=("${DOCKER:-docker}" run --rm
 		-v "$here/pip-cache:/pip-cache"
 		-v "$here/docker:/build:ro"
@@ -43,6 +42,7 @@ _main() {
 	cmd+=("${BASE_IMAGE:-nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04}" bash /build/download-wheels.sh)
 	echo "+ ${cmd[*]}"
 	((dry_run)) && exit 0
+	mkdir -p "$here/pip-cache"
 	"${cmd[@]}"
 	echo "pip-cache/: $(find "$here/pip-cache" -maxdepth 1 -type f | wc -l) files, $(du -sh "$here/pip-cache" | cut -f1)"
 }

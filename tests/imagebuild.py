@@ -28,6 +28,15 @@ OPENSHIFT = [
 ]  # fmt: skip
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 LOGS = ROOT / ".cache"
+# What the tests build: the real Dockerfile with SGLang from PyPI on the local CUDA stand-in.
+BUILD_ENV = os.environ | {
+    "DOCKER": DOCKER,
+    "BASE_IMAGE": CUDA_BASE,
+    "SGLANG_SOURCE": "pypi:0.5.23",
+    "DIFFUSERS_SOURCE": "pinned",
+    "TRANSFORMERS_SOURCE": "pinned",
+    "FLASH_ATTN": "skip",
+}
 
 
 def docker(*args: str, check: bool = True, timeout: float = 600, **kw) -> subprocess.CompletedProcess[str]:
@@ -82,13 +91,5 @@ def build_image() -> str:
             ],
             env=os.environ | {"DOCKER_BUILDKIT": "1"},
         )
-    env = os.environ | {
-        "DOCKER": DOCKER,
-        "BASE_IMAGE": CUDA_BASE,
-        "SGLANG_SOURCE": "pypi:0.5.23",
-        "DIFFUSERS_SOURCE": "pinned",
-        "TRANSFORMERS_SOURCE": "pinned",
-        "FLASH_ATTN": "skip",
-    }
-    logged("build", ["./build.sh", "--tag", TAG], env=env)
+    logged("build", ["./build.sh", "--tag", TAG], env=BUILD_ENV)
     return IMAGE

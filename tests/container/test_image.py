@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fakemodels import make
-from imagebuild import HOST_CA, OPENSHIFT, RANDOM_UID, TAG, docker
+from imagebuild import HOST_CA, OPENSHIFT, RANDOM_UID, ROOT, TAG, docker
 
 pytestmark = pytest.mark.container
 
@@ -212,9 +212,16 @@ def test_no_secret_in_history(image):
 
 
 def test_save_load_round_trip_without_secrets(image, tmp_path):
-    """docker save/load should round-trip, and no layer should contain the build's CA secret."""
-    tar = tmp_path / "image.tar"
-    docker("save", "-o", str(tar), image, timeout=1800)
+    """./build.sh --save should write the tar and its checksum; the tar should load back, and no layer
+    should contain the build's CA secret."""
+    from imagebuild import BUILD_ENV
+
+    proc = subprocess.run([str(ROOT / "build.sh"), "--tag", TAG, "--save"], cwd=tmp_path, env=BUILD_ENV,
+                          capture_output=True, text=True, timeout=3600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    tar = tmp_path / f"glm-image-sglang-{TAG}.tar"
+    check = subprocess.run(["sha256sum", "-c", tar.name + ".sha256"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == f"{tar.name}: OK"
     secrets = [line.encode() for line in _proxy_only_certs()]
     assert secrets, "the host CA bundle has no proxy CA here, so the secret scan would prove nothing"
     found = []

@@ -240,13 +240,19 @@ def _require_output(limits: Limits, kind: str) -> None:
         raise ApiError(400, f"{variant.name} generates {variant.output}s; use {other}.", None, "unsupported_route")
 
 
-def image_generation(body: Any, limits: Limits, edit: bool = False) -> dict[str, Any]:
+def _start(body: Any, allowed: set[str], limits: Limits, kind: str) -> dict[str, Any]:
+    """The checks every generation route shares; returns a copy to normalise."""
     if not isinstance(body, dict):
         raise bad("the request body must be a JSON object.", None, "invalid_json")
     data = dict(body)
-    _check_fields(data, IMAGE_EDIT_FIELDS if edit else IMAGE_GENERATION_FIELDS)
-    _require_output(limits, "image")
+    _check_fields(data, allowed)
+    _require_output(limits, kind)
     _common(data, limits)
+    return data
+
+
+def image_generation(body: Any, limits: Limits, edit: bool = False) -> dict[str, Any]:
+    data = _start(body, IMAGE_EDIT_FIELDS if edit else IMAGE_GENERATION_FIELDS, limits, "image")
     n = _int(data, "n", 1, limits.max_n)
     if n is not None:
         data["n"] = n
@@ -260,12 +266,7 @@ def image_generation(body: Any, limits: Limits, edit: bool = False) -> dict[str,
 
 
 def video_generation(body: Any, limits: Limits, sync: bool = False) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object.", None, "invalid_json")
-    data = dict(body)
-    _check_fields(data, SYNC_VIDEO_FIELDS if sync else VIDEO_FIELDS)
-    _require_output(limits, "video")
-    _common(data, limits)
+    data = _start(body, SYNC_VIDEO_FIELDS if sync else VIDEO_FIELDS, limits, "video")
     if _int(data, "n", 1, 1) is not None:
         data.pop("n")
     fps = _int(data, "fps", 1, 120)

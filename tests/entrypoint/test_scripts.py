@@ -1,0 +1,113 @@
+"""build.sh and download-packages.sh as a user runs them (--dry-run: the docker command they would run)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.entrypoint
+ROOT = Path(__file__).parents[2]
+
+
+def script(*args, env=None, cwd=ROOT):
+    return subprocess.run(
+        [str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, cwd=cwd,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **(env or {})},
+    )  # fmt: skip
+
+
+def git(*args):
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_build_refuses_latest():
+    """build.sh should refuse to tag 'latest' with a clear error."""
+    proc = script("build.sh", "--tag", "latest", "--dry-run")
+    assert proc.returncode == 2 and "ERROR: refusing to tag 'latest'" in proc.stderr
+
+
+def test_build_tag_from_git():
+    """Without --tag, the image tag should be the git tag or short commit, plus -dirty for a changed tree."""
+    proc = script("build.sh", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    expected = git("describe", "--tags", "--exact-match") if subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--tags", "--exact-match"], capture_output=True).returncode == 0 \
+        else git("rev-parse", "--short=12", "HEAD")  # fmt: skip
+    dirty = "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    assert f"-t glm-image-sglang:{expected}{dirty} " in proc.stdout
+
+
+def test_build_command_defaults():
+    """The build should use plain progress, MAX_JOBS=2 and record version and commit."""
+    out = script("build.sh", "--tag", "v1.2.3", "--dry-run").stdout
+    assert "build --progress=plain -t glm-image-sglang:v1.2.3" in out
+    assert "--build-arg MAX_JOBS=2" in out and "--build-arg IMAGE_VERSION=v1.2.3" in out
+    assert f"--build-arg VCS_REF={git('rev-parse', 'HEAD')}" in out
+
+
+def test_build_passes_documented_arguments():
+    """Every documented build variable that is set should reach docker build."""
+    env = {"SGLANG_SOURCE": "git:3f2a9c1", "DIFFUSERS_SOURCE": "pinned", "FLASH_ATTN": "skip",
+           "FLASH_ATTN_CUDA_ARCHS": "90", "MAX_JOBS": "4", "PIP_INDEX": "https://mirror/simple",
+           "BASE_IMAGE": "registry.local/cuda:13-devel", "HTTPS_PROXY": "http://proxy:3128"}  # fmt: skip
+    out = script("build.sh", "--tag", "t1", "--dry-run", env=env).stdout
+    for key, value in env.items():
+        assert f"--build-arg {key}={value}" in out, key
+
+
+def test_build_ca_is_a_secret(tmp_path):
+    """A CA bundle should go to the build as a BuildKit secret, never as a build argument."""
+    ca = tmp_path / "corp.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    out = script("build.sh", "--tag", "t1", "--dry-run", env={"CA_BUNDLE": str(ca)}).stdout
+    assert f"--secret id=ca,src={ca}" in out and "corp.pem" not in out.replace(f"src={ca}", "")
+
+
+def test_build_missing_ca_bundle(tmp_path):
+    """A CA_BUNDLE that does not exist should be an error, not a silent build without it."""
+    proc = script("build.sh", "--tag", "t1", "--dry-run", env={"CA_BUNDLE": str(tmp_path / "nope.pem")})
+    assert proc.returncode == 2 and "CA_BUNDLE=" in proc.stderr
+
+
+def test_build_offline_needs_pip_cache(tmp_path):
+    """--offline without a filled pip-cache/ should say to run download-packages.sh first."""
+    proc = script("build.sh", "--offline", "--tag", "t1", "--dry-run")
+    if (ROOT / "pip-cache").is_dir() and any((ROOT / "pip-cache").glob("*.whl")):
+        pytest.skip("this checkout has a filled pip-cache/")
+    assert proc.returncode == 2 and "run ./download-packages.sh" in proc.stderr
+
+
+def test_build_unknown_option():
+    """An unknown option should point at --help."""
+    proc = script("build.sh", "--fast")
+    assert proc.returncode == 2 and "see ./build.sh --help" in proc.stderr
+
+
+def test_build_help_documents_every_variable():
+    """--help should name every build variable the script passes."""
+    text = script("build.sh", "--help").stdout
+    for var in (
+        "BASE_IMAGE",
+        "SGLANG_SOURCE",
+        "DIFFUSERS_SOURCE",
+        "TRANSFORMERS_SOURCE",
+        "FLASH_ATTN",
+        "FLASH_ATTN_VERSION",
+        "FLASH_ATTN_CUDA_ARCHS",
+        "MAX_JOBS",
+        "PIP_INDEX",
+        "CA_BUNDLE",
+        "--save",
+        "--offline",
+    ):
+        assert var in text, var
+
+
+def test_download_packages_runs_in_the_base_image():
+    """download-packages.sh should resolve wheels inside BASE_IMAGE (its Python and platform) into pip-cache/."""
+    out = script(
+        "download-packages.sh", "--dry-run", env={"BASE_IMAGE": "local/base:1", "SGLANG_SOURCE": "pypi:0.5.23"}
+    ).stdout
+    assert f"-v {ROOT}/pip-cache:/pip-cache" in out and "-e SGLANG_SOURCE=pypi:0.5.23" in out
+    assert out.rstrip().endswith("local/base:1 bash /build/download-wheels.sh")
