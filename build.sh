@@ -108,8 +108,8 @@ _main() {
 		local port
 		port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 		python3 -m http.server --bind 127.0.0.1 --directory "$HERE/pip-cache" "$port" >/dev/null 2>&1 &
-		local server=$!
-		trap 'kill "$server" 2>/dev/null || true' EXIT
+		WHEELHOUSE_PID=$!
+		trap 'kill "${WHEELHOUSE_PID:-}" 2>/dev/null || true' EXIT
 		cmd+=(--network host --build-arg "WHEELHOUSE_URL=http://127.0.0.1:$port/")
 		for var in SGLANG_SOURCE DIFFUSERS_SOURCE TRANSFORMERS_SOURCE; do
 			if [[ -z "${!var:-}" ]]; then cmd+=(--build-arg "$var=wheelhouse"); fi

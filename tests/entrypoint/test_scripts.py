@@ -111,3 +111,21 @@ def test_download_packages_runs_in_the_base_image():
     ).stdout
     assert f"-v {ROOT}/pip-cache:/pip-cache" in out and "-e SGLANG_SOURCE=pypi:0.5.23" in out
     assert out.rstrip().endswith("local/base:1 bash /build/download-wheels.sh")
+
+
+def test_build_offline_serves_pip_cache(tmp_path):
+    """--offline should serve pip-cache/ on loopback to a host-network build, and exit cleanly."""
+    (tmp_path / "pip-cache").mkdir()
+    (tmp_path / "pip-cache" / "pip-25.3-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "build.sh").write_bytes((ROOT / "build.sh").read_bytes())
+    (tmp_path / "build.sh").chmod(0o755)
+    env = {
+        "PATH": os.environ["PATH"],
+        "DOCKER": "true",
+    }  # a docker that "builds" at once, so the script runs to its end
+    proc = subprocess.run([str(tmp_path / "build.sh"), "--offline", "--tag", "t1"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "built glm-image-sglang:t1" in proc.stdout
+    assert "--network host --build-arg WHEELHOUSE_URL=http://127.0.0.1:" in proc.stdout
+    assert "--build-arg SGLANG_SOURCE=wheelhouse" in proc.stdout
