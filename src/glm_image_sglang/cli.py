@@ -1,7 +1,8 @@
-"""Command line: `glm-image-sglang serve` (the container's default), `check`, `env`.
+"""Command line: `glm-image-sglang serve` (the container's default), `check`, `env`, and the
+sub-programs `gateway`, `client` and `random-model` (each with its own --help).
 
 Data flows one way: environment -> settings -> model detection -> pre-flight -> argv -> supervised
-process. Nothing is started before everything has been validated.
+processes (SGLang and the gateway). Nothing is started before everything has been validated.
 """
 
 from __future__ import annotations
