@@ -242,3 +242,4 @@ def test_save_load_round_trip_without_secrets(image, tmp_path):
     loaded = docker("load", "-i", str(tar), timeout=1800).stdout
     assert f"Loaded image: {image}" in loaded
     assert docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip() == image_id
+    tar.unlink()  # 12.5 GB: do not leave it in pytest's kept temp dirs
