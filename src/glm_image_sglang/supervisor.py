@@ -107,11 +107,6 @@ class Child:
         rc = self.proc.returncode
         return 128 - rc if rc < 0 else rc
 
-    def finish(self) -> None:
-        self.kill_group()  # reap workers left behind in the group
-        if self.pump is not None:
-            self.pump.join(timeout=5)
-
 
 class Supervisor:
     def __init__(
@@ -155,8 +150,6 @@ class Supervisor:
             if self.stop_requested_at is not None:
                 if now - self.stop_requested_at > self.grace:
                     error(f"not stopped within {self.grace:.0f} s of SIGTERM: killing")
-                    for child in self.children:
-                        child.kill_group()
                     self._reap()
                     return 137
             elif not ready:
@@ -185,9 +178,7 @@ class Supervisor:
             self.stop_requested_at = time.monotonic()
             for child in self.children:
                 child.signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.grace
-            while any(c.running for c in self.children) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            self._wait_all(time.monotonic() + self.grace)
             self._reap()
             code = first.exit_code()
             phase = "while serving" if ready else "before it was ready"
@@ -195,10 +186,7 @@ class Supervisor:
             last = "\n  ".join(first.tail) if first.tail else "(no output)"
             error(f"{first.name} exited with code {first.exit_code()} {phase}. Last lines of its output:\n  {last}")
             return code
-        deadline = self.stop_requested_at + self.grace
-        while any(c.running for c in self.children) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if any(c.running for c in self.children):
+        if not self._wait_all(self.stop_requested_at + self.grace):
             error(f"not stopped within {self.grace:.0f} s of SIGTERM: killing")
             self._reap()
             return 137
@@ -215,9 +203,17 @@ class Supervisor:
             child.signal(signal.SIGTERM)
         self._reap()
 
+    def _wait_all(self, deadline: float) -> bool:
+        """Wait until every child has exited or the deadline passes; True if all exited."""
+        while any(c.running for c in self.children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return not any(c.running for c in self.children)
+
     def _reap(self) -> None:
+        """SIGKILL what is left of each process group (workers included), wait, drain the output."""
         for child in self.children:
             child.kill_group()
             if child.proc is not None:
                 child.proc.wait()
-            child.finish()
+            if child.pump is not None:
+                child.pump.join(timeout=5)

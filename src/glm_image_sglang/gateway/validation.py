@@ -211,26 +211,23 @@ def _size(data: dict[str, Any], limits: Limits, default: str | None) -> None:
     data["width"], data["height"] = width, height
 
 
+def _set(data: dict[str, Any], key: str, value: Any) -> None:
+    """Store a validated, normalised value (form fields arrive as strings)."""
+    if value is not None:
+        data[key] = value
+
+
 def _common(data: dict[str, Any], limits: Limits) -> None:
     _text(data, "prompt", limits.max_prompt_chars, required=True)
     _text(data, "negative_prompt", limits.max_prompt_chars)
     _text(data, "model", 200)
     _text(data, "user", 200)
-    _int(data, "num_inference_steps", 1, limits.max_steps)
-    _int(data, "max_sequence_length", 1, 4096)
+    _set(data, "num_inference_steps", _int(data, "num_inference_steps", 1, limits.max_steps))
+    _set(data, "max_sequence_length", _int(data, "max_sequence_length", 1, 4096))
     for key in ("guidance_scale", "guidance_scale_2", "true_cfg_scale"):
-        _float(data, key, 0.0, 50.0)
-    seed = data.get("seed")
-    if seed is not None:
-        _int(data, "seed", 0, 2**63 - 1)
-        data["seed"] = int(seed)
+        _set(data, key, _float(data, key, 0.0, 50.0))
+    _set(data, "seed", _int(data, "seed", 0, 2**63 - 1))
     _choice(data, "generator_device", ("cuda", "cpu"))
-    for key in ("num_inference_steps", "max_sequence_length"):
-        if data.get(key) is not None:
-            data[key] = int(data[key])
-    for key in ("guidance_scale", "guidance_scale_2", "true_cfg_scale"):
-        if data.get(key) is not None:
-            data[key] = float(data[key])
 
 
 def _require_output(limits: Limits, kind: str) -> None:
@@ -253,9 +250,7 @@ def _start(body: Any, allowed: set[str], limits: Limits, kind: str) -> dict[str,
 
 def image_generation(body: Any, limits: Limits, edit: bool = False) -> dict[str, Any]:
     data = _start(body, IMAGE_EDIT_FIELDS if edit else IMAGE_GENERATION_FIELDS, limits, "image")
-    n = _int(data, "n", 1, limits.max_n)
-    if n is not None:
-        data["n"] = n
+    _set(data, "n", _int(data, "n", 1, limits.max_n))
     _choice(data, "response_format", ("url", "b64_json"))
     _choice(data, "output_format", ("png", "jpeg", "webp"))
     for key in ("quality", "style", "background"):
