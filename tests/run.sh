@@ -65,8 +65,8 @@ _main() {
 	"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
 	export PATH="$PWD/$venv/bin:$PATH"
 	log "lint"
-	ruff check src tests
-	ruff format --check src tests
+	ruff check src tests tools
+	ruff format --check src tests tools
 	mypy
 	shellcheck build.sh download-packages.sh entrypoint.sh tests/run.sh .ci/run docker/build-env.sh
 	hadolint Dockerfile tests/container/cuda-substitute/Dockerfile

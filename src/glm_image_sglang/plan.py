@@ -56,9 +56,11 @@ def _bytes_per_param(component: str, variant_key: str | None) -> int:
 HOST_BASE = 8 * GiB
 # Layerwise DiT offload keeps pinned host copies: 93.7 GB RSS measured for A14B's 57 GB of bf16 DiT weights.
 DIT_OFFLOAD_HOST_FACTOR = 1.5
-# Peak activations + VAE decode on top of the weights (A14B 480p resident: 75.6 GiB peak for 74.5 GiB
-# of weights; 720p needs several GiB more for the VAE decode).
-ACTIVATION_HEADROOM = {"video": 12 * GiB, "image": 8 * GiB}
+# Peak activations + VAE decode on top of the weights, measured on an H100 (docs/benchmarks.md):
+# A14B with its 53 GiB of experts resident ran out of GPU memory in the 720p VAE decode and in
+# I2V's encode at 480p (79 GiB in use, 2 GiB more wanted), so a video model needs ~28 GiB beyond its
+# weights to serve every size it accepts; TI2V-5B peaked at 64.6 GiB for 33 GiB of weights.
+ACTIVATION_HEADROOM = {"video": 28 * GiB, "image": 8 * GiB}
 
 OFFLOAD_ORDER = ("none", "text-encoder", "dit-layerwise")
 

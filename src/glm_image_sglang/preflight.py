@@ -135,6 +135,9 @@ def free_port_pair(host: str, start: int, avoid: Iterable[int] = ()) -> int:
 def port_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        # as servers bind: a port whose last connections linger in TIME_WAIT (a restarted container
+        # in the same pod) is free; one with a listener is not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

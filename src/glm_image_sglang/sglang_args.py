@@ -118,4 +118,7 @@ def child_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
     for name, path in defaults.items():
         env.setdefault(name, str(path))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Measured on an H100 (docs/benchmarks.md): after one out-of-memory request, 6 GiB stayed reserved
+    # but unusable and the next small request failed too; with expandable segments it succeeded.
+    env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return env

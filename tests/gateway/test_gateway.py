@@ -186,6 +186,30 @@ def test_generation_b64_with_default_size(glm, behaviour):
     assert (sent["width"], sent["height"]) == (1024, 1024) and "size" not in sent
 
 
+def test_images_default_to_png(glm, behaviour):
+    """Images should be PNG unless output_format says otherwise, as in OpenAI's API (SGLang's own
+    default is JPEG); a requested format should be passed on."""
+    glm.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x64"})
+    assert forwarded(behaviour, "/v1/images/generations")[-1]["output_format"] == "png"
+    glm.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x64", "output_format": "webp"})
+    assert forwarded(behaviour, "/v1/images/generations")[-1]["output_format"] == "webp"
+
+
+def test_edit_with_other_aspect_ratio_refused(glm, behaviour):
+    """An edit whose image does not have the requested size's aspect ratio should get a 400 that says
+    so, not reach SGLang (which fails with a shape error, a 500); the same aspect ratio passes."""
+    before = len(forwarded(behaviour, "/v1/images/edits"))
+    resp = glm.client.post(
+        "/v1/images/edits", data={"prompt": "x", "size": "32x32"}, files={"image": ("a.png", png(48, 32), "image/png")}
+    )
+    assert resp.status_code == 400 and error_of(resp)["code"] == "aspect_mismatch"
+    assert "48x32" in error_of(resp)["message"] and len(forwarded(behaviour, "/v1/images/edits")) == before
+    resp = glm.client.post(
+        "/v1/images/edits", data={"prompt": "x", "size": "64x64"}, files={"image": ("a.png", png(32, 32), "image/png")}
+    )
+    assert resp.status_code == 200
+
+
 def test_generation_url_and_content(glm):
     """response_format=url should give a URL that fetches the PNG through the gateway."""
     resp = glm.client.post(

@@ -30,11 +30,13 @@ def library(tmp_path_factory):
     return {key: models.inspect(make(root / key, key)) for key in models.VARIANTS}
 
 
-def test_a14b_on_h100_offloads_only_text_encoder(library):
-    """A14B on one 80 GB GPU should keep both experts resident and offload only the fp32 text encoder."""
-    plan = make_plan(settings(), library["wan2.2-t2v-a14b"], machine())
-    assert plan.offload == "text-encoder"
-    assert plan.host_need_bytes < 40 * GiB  # far from stock's 94 GB layerwise offload
+@pytest.mark.parametrize("key", ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b"])
+def test_a14b_on_h100_streams_the_dit(library, key):
+    """A14B on one 80 GB GPU should stream the DiT: with both experts resident the 720p VAE decode and
+    the I2V encode ran out of GPU memory on an H100 (docs/benchmarks.md)."""
+    plan = make_plan(settings(), library[key], machine())
+    assert plan.offload == "dit-layerwise"
+    assert plan.host_need_bytes > 64 * GiB  # and it says so: the 64Gi pod limit is too small for this
 
 
 def test_a14b_on_h200_fully_resident(library):

@@ -171,3 +171,21 @@ def test_free_port_pair_needs_the_next_port_too():
         taken = s.getsockname()[1]
         port = preflight.free_port_pair("127.0.0.1", taken - 1)
         assert port not in (taken - 1, taken) and preflight.port_free("127.0.0.1", port + 1)
+
+
+def test_port_with_time_wait_connections_is_free():
+    """A port whose last server closed its connections first (TIME_WAIT, as after a container restart
+    in the same pod) should count as free; it was refused for 60 s on the GPU machine. The listener
+    sets SO_REUSEADDR as uvicorn (the gateway, SGLang) does."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first: its end of the connection enters TIME_WAIT
+    client.recv(1)
+    client.close()
+    listener.close()
+    assert preflight.port_free("127.0.0.1", port)

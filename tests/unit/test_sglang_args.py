@@ -120,6 +120,13 @@ def test_child_env_caches_outside_models(tmp_path):
     assert all(Path(v).is_relative_to("/c") for k, v in env.items() if k.endswith("_DIR") and k != "TRITON_CACHE_DIR")
 
 
+def test_child_env_uses_expandable_segments():
+    """SGLang should get PyTorch's expandable segments unless the user set the allocator themselves."""
+    s = Settings.from_env({"MODEL_PATH": "/m"})
+    assert sglang_args.child_env(s, {})["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert sglang_args.child_env(s, {"PYTORCH_CUDA_ALLOC_CONF": "x"})["PYTORCH_CUDA_ALLOC_CONF"] == "x"
+
+
 def test_listen_behind_gateway(t2v):
     """Behind the gateway, SGLang should bind the loopback upstream address given."""
     s = Settings.from_env({"MODEL_PATH": str(t2v.path)})

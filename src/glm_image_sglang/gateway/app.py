@@ -406,6 +406,7 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
                 )
             content = await upload.read()
             kind = v.sniff_image(content, upload.filename or key, gw.limits)
+            v.check_edit_aspect(data, content, upload.filename or key)
             uploads.append((key, (upload.filename or "image", content, kind)))
         if not uploads and not any(k in data for k in ("url", "url[]")):
             raise ApiError(400, "no image given: upload it in the 'image' field.", "image", "missing_parameter")

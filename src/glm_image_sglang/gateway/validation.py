@@ -253,6 +253,7 @@ def image_generation(body: Any, limits: Limits, edit: bool = False) -> dict[str,
     _set(data, "n", _int(data, "n", 1, limits.max_n))
     _choice(data, "response_format", ("url", "b64_json"))
     _choice(data, "output_format", ("png", "jpeg", "webp"))
+    data.setdefault("output_format", "png")  # OpenAI's default; SGLang's own is JPEG
     for key in ("quality", "style", "background"):
         _text(data, key, 40)
     default = defaults_of(limits.variant)["size"] if limits.variant and not edit else None
@@ -314,6 +315,27 @@ def check_reference(data: dict[str, Any], key: str, limits: Limits) -> None:
 
 
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
+
+
+def check_edit_aspect(data: dict[str, Any], image: bytes, name: str) -> None:
+    """GLM-Image edits need the source image in the output's aspect ratio: SGLang sizes the source's
+    prior tokens and its latents differently otherwise and fails with a shape error (a 500, seen on
+    SGLang 0.5.23). Say so before the request reaches the model."""
+    if "width" not in data:
+        return
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image)) as img:
+        width, height = img.size
+    want = data["width"] / data["height"]
+    if abs(width / height - want) > 0.02 * want:
+        raise bad(
+            f"uploaded image '{name}' is {width}x{height} but size is {data['width']}x{data['height']}: GLM-Image "
+            "edits need the image in the output's aspect ratio. Crop the image, or leave size out to keep the "
+            "image's own size.",
+            "size",
+            "aspect_mismatch",
+        )
 
 
 def sniff_image(data: bytes, name: str, limits: Limits) -> str:

@@ -1,0 +1,565 @@
+"""The GPU proof and benchmark, device side: this project's launcher + gateway in front of the real
+SGLang diffusion server, on random-weight models of the real architectures. Runs from the repo root
+on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON and logs.
+
+  python3 tools/gpu/device.py stage                  unpack the carried .gpu/parts into /tmp/site
+  python3 tools/gpu/device.py build KEY [KEY ...]    build full-size folders under /tmp/models, in the
+                                                     background (survives the call); `wait` joins it
+  python3 tools/gpu/device.py scenario KEY [--stock] the scenario of docs/benchmarks.md for one model;
+                                                     --stock: plain `sglang serve` with its defaults
+
+The call sequence, sizes and results are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+STAGE = Path("/tmp/stage")
+SITE = Path("/tmp/site")
+MODELS = Path("/tmp/models")
+OUT = Path(os.environ.get("OUT", "/tmp/out"))
+NAMES = {
+    "glm-image": "GLM-Image",
+    "wan2.2-t2v-a14b": "Wan2.2-T2V-A14B-Diffusers",
+    "wan2.2-i2v-a14b": "Wan2.2-I2V-A14B-Diffusers",
+    "wan2.2-ti2v-5b": "Wan2.2-TI2V-5B-Diffusers",
+}
+PORT = 30000
+T_START = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(REPO / "src"), str(SITE), str(SITE / "nvidia_cutlass_dsl/dsl_packages")]
+    paths += [p for p in os.environ.get("EXTRA_PYTHONPATH", "").split(":") if p]  # the CPU rehearsal's plugin
+    env["PYTHONPATH"] = ":".join(paths)
+    libs = sorted({str(p.parent) for p in SITE.glob("nvidia/*/lib/*.so*")})
+    try:
+        import nvidia  # the device's own CUDA wheels (cudnn, nccl, ...)
+
+        for base in nvidia.__path__:
+            libs += sorted({str(p.parent) for p in Path(base).glob("*/lib/*.so*")})
+    except ImportError:
+        pass
+    env["LD_LIBRARY_PATH"] = ":".join([*libs, env.get("LD_LIBRARY_PATH", "")]).strip(":")
+    env["PATH"] = f"{STAGE}/bin:{env['PATH']}"
+    env.update(
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", SGLANG_DIFFUSION_SYNC_STAGE_PROFILING="1"
+    )
+    return env
+
+
+# ---------------------------------------------------------------- stage
+
+
+def stage() -> None:
+    """Copy carried parts to /tmp/stage (kept while the machine stays warm), unpack complete groups."""
+    parts = STAGE / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    for p in (REPO / ".gpu/parts").glob("*"):
+        shutil.copy2(p, parts / p.name)
+    manifest = {}
+    for line in (parts / "MANIFEST").read_text().splitlines():
+        sha, name = line.split()
+        manifest[name] = sha
+    SITE.mkdir(exist_ok=True)
+    for archive in sorted(n for n in manifest if n.endswith(".tar.xz")):
+        group = archive.removesuffix(".tar.xz")
+        done = STAGE / f"{group}.unpacked"
+        names = sorted(n for n in manifest if n.startswith(group + ".") and n != archive)
+        have = [n for n in names if (parts / n).exists()]
+        if done.exists():
+            log(f"{group}: unpacked already")
+            continue
+        if len(have) < len(names):
+            log(f"{group}: {len(have)}/{len(names)} parts here, waiting for {sorted(set(names) - set(have))}")
+            continue
+        digest = hashlib.sha256()
+        for n in names:
+            digest.update((parts / n).read_bytes())
+        if digest.hexdigest() != manifest[archive]:
+            raise SystemExit(f"ERROR: {group}: joined parts do not match the MANIFEST checksum")
+        t = time.monotonic()
+        cat = subprocess.Popen(["cat", *[str(parts / n) for n in names]], stdout=subprocess.PIPE)
+        xz = subprocess.Popen(["xz", "-d", "-T8"], stdin=cat.stdout, stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(SITE)], stdin=xz.stdout, check=True)
+        done.touch()
+        log(f"{group}: unpacked in {time.monotonic() - t:.0f} s")
+    bin_dir = STAGE / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    wrapper = bin_dir / "sglang"  # the wheel's console script, which a site tree lacks
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {sys.executable} -c \'import sys; from sglang.cli.main import main; sys.argv[0] = "sglang"; '
+        'sys.exit(main())\' "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    log(f"site {subprocess.run(['du', '-sh', str(SITE)], capture_output=True, text=True).stdout.split()[0]}; "
+        f"disk free {shutil.disk_usage('/tmp').free / 1e9:.0f} GB")  # fmt: skip
+
+
+# ---------------------------------------------------------------- build
+
+
+def build(keys: list[str], scale: str, device: str) -> None:
+    """Build folders one after another in a detached session; `<key>.built` marks each."""
+    MODELS.mkdir(exist_ok=True)
+    steps = []
+    for key in keys:
+        out = MODELS / NAMES[key]
+        cmd = f"{sys.executable} -m glm_image_sglang random-model {key} {out} --scale {scale} --device {device} --force"
+        if "a14b" in key:
+            cmd += " --link-experts"
+        steps.append(f"rm -f {STAGE}/{key}.built; {cmd} > {STAGE}/build-{key}.log 2>&1 && touch {STAGE}/{key}.built")
+    script = " ; ".join(steps) + f" ; touch {STAGE}/builds.idle"
+    (STAGE / "builds.idle").unlink(missing_ok=True)
+    subprocess.Popen(["bash", "-c", script], env=child_env(), start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log(f"building {keys} in the background")
+
+
+def wait_built(key: str, limit: float) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if (STAGE / f"{key}.built").exists():
+            return True
+        if (STAGE / "builds.idle").exists():
+            break
+        time.sleep(2)
+    tail = (STAGE / f"build-{key}.log").read_text()[-1500:] if (STAGE / f"build-{key}.log").exists() else ""
+    log(f"build of {key} not done: {tail}")
+    return (STAGE / f"{key}.built").exists()
+
+
+# ---------------------------------------------------------------- sampling
+
+
+class Sampler(threading.Thread):
+    """Peak host RSS of a process tree and GPU memory used, every 0.5 s."""
+
+    def __init__(self, root_pid: int) -> None:
+        super().__init__(daemon=True)
+        self.root, self.stop_flag = root_pid, False
+        self.peak_rss, self.peak_gpu_mib, self.samples = 0, 0, 0
+        self.marks: dict[str, tuple[int, int]] = {}
+
+    def tree_rss(self) -> int:
+        kids: dict[int, list[int]] = {}
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    ppid = int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                    kids.setdefault(ppid, []).append(int(p))
+                except (OSError, ValueError, IndexError):
+                    pass
+        todo, total = [self.root], 0
+        while todo:
+            pid = todo.pop()
+            todo += kids.get(pid, [])
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
+
+    def run(self) -> None:
+        while not self.stop_flag:
+            rss = self.tree_rss()
+            try:
+                q = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                   capture_output=True, text=True)  # fmt: skip
+                gpu = sum(int(x) for x in q.stdout.split() if x.isdigit())
+            except FileNotFoundError:  # the CPU rehearsal
+                gpu = 0
+            self.peak_rss, self.peak_gpu_mib = max(self.peak_rss, rss), max(self.peak_gpu_mib, gpu)
+            self.samples += 1
+            time.sleep(0.5)
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = (self.peak_rss, self.peak_gpu_mib)
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "peak_rss_gb": round(self.peak_rss / 1e9, 1),
+            "peak_gpu_gib": round(self.peak_gpu_mib / 1024, 1),
+        }
+        for name, (rss, gpu) in self.marks.items():
+            out[f"{name}_peak_rss_gb"], out[f"{name}_peak_gpu_gib"] = round(rss / 1e9, 1), round(gpu / 1024, 1)
+        return out
+
+
+# ---------------------------------------------------------------- checks of outputs
+
+
+def ffmpeg() -> str:
+    if str(SITE) not in sys.path:
+        sys.path.append(str(SITE))  # imageio-ffmpeg travels in the core group
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def probe_mp4(data: bytes) -> dict[str, Any]:
+    """Decode every frame (ffmpeg from imageio-ffmpeg): frame count, fps, resolution."""
+    path = Path("/tmp/probe.mp4")
+    path.write_bytes(data)
+    r = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+                       capture_output=True, text=True)  # fmt: skip
+    info: dict[str, Any] = {"bytes": len(data), "decoded": r.returncode == 0}
+    frames = re.findall(r"frame=\s*(\d+)", r.stderr)
+    info["frames"] = int(frames[-1]) if frames else None
+    m = re.search(r"Video: .*?, (\d{2,5})x(\d{2,5}).*?, ([\d.]+) fps", r.stderr)
+    if m:
+        info.update(width=int(m.group(1)), height=int(m.group(2)), fps=float(m.group(3)))
+    return info
+
+
+def probe_png(data: bytes) -> dict[str, Any]:
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return {"format": img.format, "width": img.width, "height": img.height, "bytes": len(data)}
+
+
+def test_png(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    img = Image.new("RGB", (width, height))
+    for x in range(0, width, 8):  # some structure, not a flat colour
+        for y in range(0, height, 64):
+            img.putpixel((x, y), (x % 256, y % 256, 128))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- the scenario
+
+
+def versions() -> dict[str, Any]:
+    code = (
+        "import json, importlib.metadata as m, torch\n"
+        "names = ('sglang', 'sglang-kernel', 'diffusers', 'transformers', 'flashinfer-python')\n"
+        "v = {n: m.version(n) for n in names}\n"
+        "v['torch'] = torch.__version__\n"
+        "v['gpu'] = torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'\n"
+        "import importlib.util as u; v['flash_attn_package'] = u.find_spec('flash_attn') is not None\n"
+        "print(json.dumps(v))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True)
+    try:
+        return dict(json.loads(r.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return {"error": r.stderr[-300:]}
+
+
+class Scenario:
+    def __init__(self, key: str, stock: bool, deadline: float) -> None:
+        import httpx
+
+        self.key, self.stock, self.deadline = key, stock, deadline
+        self.label = f"{key}-{'stock' if stock else 'ours'}"
+        self.base = f"http://127.0.0.1:{PORT}"
+        self.http = httpx.Client(base_url=self.base, timeout=httpx.Timeout(600, connect=5))
+        self.result: dict[str, Any] = {"model": key, "mode": "stock" if stock else "ours", "requests": []}
+        self.log_path = OUT / f"{self.label}.log"
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def start(self) -> None:
+        model = MODELS / NAMES[self.key]
+        env = child_env()
+        if self.stock:
+            argv = ["sglang", "serve", "--model-type", "diffusion", "--model-path", str(model), "--host", "127.0.0.1",
+                    "--port", str(PORT)]  # fmt: skip
+            if self.key != "glm-image":
+                argv += ["--model-id", NAMES[self.key]]
+        else:
+            argv = ["bash", "entrypoint.sh", "serve"]
+            data = Path(f"/tmp/data-{self.key}")
+            shutil.rmtree(data / "outputs", ignore_errors=True)
+            env.update(MODEL_PATH=str(model), PORT=str(PORT), DATA_DIR=str(data), CACHE_DIR="/tmp/cache",
+                       SGLANG_BIN=str(STAGE / "bin/sglang"), HF_HOME="/tmp/hf", GRACEFUL_SHUTDOWN_TIMEOUT="20",
+                       STARTUP_TIMEOUT="900")  # fmt: skip
+        for _ in range(120):  # the previous scenario's workers may still hold the ports
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", PORT)) != 0 and probe.connect_ex(("127.0.0.1", PORT + 1)) != 0:
+                    break
+            time.sleep(0.5)
+        self.logf = self.log_path.open("w")
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self.logf, stderr=subprocess.STDOUT,
+                                     start_new_session=True)  # fmt: skip
+        self.sampler = Sampler(self.proc.pid)
+        self.sampler.start()
+        log(f"{self.label}: started {' '.join(argv[:3])} pid {self.proc.pid}")
+
+    def wait_ready(self) -> bool:
+        """Ours: the gateway's /health is 200 only after a real test generation. Stock: /health 200,
+        then SGLang's own warm-up line ("fired up")."""
+        health = None
+        while self.left() > 30 and self.proc.poll() is None:
+            try:
+                if self.http.get("/health", timeout=3).status_code == 200:
+                    health = time.monotonic() - self.t0
+                    break
+            except Exception:
+                pass
+            time.sleep(0.5)
+        self.result["health_200_s"] = round(health, 1) if health else None
+        self.sampler.mark("load")
+        if health is None:
+            self.result["start_error"] = f"no /health 200 (exit {self.proc.poll()})"
+            return False
+        if self.stock:
+            while self.left() > 30 and "fired up" not in self.log_path.read_text(errors="replace"):
+                time.sleep(0.5)
+            self.result["warmup_done_s"] = round(time.monotonic() - self.t0, 1)
+        text = self.log_path.read_text(errors="replace")
+        m = re.search(r"\[launcher\] ready: .*? after ([\d.]+) s", text)
+        if m:
+            self.result["sglang_health_s"] = float(m.group(1))
+        log(f"{self.label}: ready {self.result}")
+        return True
+
+    def record(self, name: str, t: float, **info: Any) -> dict[str, Any]:
+        entry = {"name": name, "seconds": round(time.monotonic() - t, 2), **info}
+        self.result["requests"].append(entry)
+        with (OUT / f"{self.label}.jsonl").open("a") as f:  # kept even if the call is cut short
+            f.write(json.dumps(entry) + "\n")
+        log(f"{self.label}: {json.dumps(entry)[:600]}")
+        return entry
+
+    def video(
+        self, name: str, fields: dict[str, Any], image: bytes | None = None, expect: dict[str, Any] | None = None
+    ) -> None:
+        t = time.monotonic()
+        try:
+            if image is not None:
+                r = self.http.post("/v1/videos", data={k: str(v) for k, v in fields.items()},
+                                   files={"input_reference": ("in.png", image, "image/png")})  # fmt: skip
+            else:
+                r = self.http.post("/v1/videos", json=fields)
+            if r.status_code >= 300:
+                self.record(name, t, ok=False, status=r.status_code, body=r.text[:500])
+                return
+            job = r.json()
+            while self.left() > 10:
+                job = self.http.get(f"/v1/videos/{job['id']}").json()
+                if job.get("status") in ("completed", "failed"):
+                    break
+                time.sleep(0.5)
+            if job.get("status") != "completed":
+                self.record(name, t, ok=False, job={k: job.get(k) for k in ("status", "error", "progress")})
+                return
+            done = time.monotonic() - t
+            content = self.http.get(f"/v1/videos/{job['id']}/content")
+            mp4 = probe_mp4(content.content) if content.status_code == 200 else {"status": content.status_code}
+            ok = all(mp4.get(k) == v for k, v in (expect or {}).items())
+            self.record(name, t, ok=ok, job_s=round(done, 2), mp4=mp4, expect=expect,
+                        server={k: job.get(k) for k in ("inference_time_s", "peak_memory_mb") if k in job})  # fmt: skip
+        except Exception as e:
+            self.record(name, t, ok=False, error=repr(e)[:500])
+
+    def sync_video(self, fields: dict[str, Any], expect: dict[str, Any]) -> None:
+        t = time.monotonic()
+        try:
+            r = self.http.post("/v1/video/generations", json={**fields, "response_format": "b64_json"})
+            if r.status_code != 200:
+                self.record("sync /v1/video/generations", t, ok=False, status=r.status_code, body=r.text[:500])
+                return
+            mp4 = probe_mp4(base64.b64decode(r.json()["data"][0]["b64_json"]))
+            ok = all(mp4.get(k) == v for k, v in expect.items())
+            self.record("sync /v1/video/generations", t, ok=ok, mp4=mp4, expect=expect)
+        except Exception as e:
+            self.record("sync /v1/video/generations", t, ok=False, error=repr(e)[:500])
+
+    def image(self, name: str, fields: dict[str, Any], edit_source: bytes | None = None) -> None:
+        t = time.monotonic()
+        try:
+            fields = {"output_format": "png", **fields}  # stock SGLang's default is JPEG
+            if edit_source is not None:
+                r = self.http.post("/v1/images/edits", data={k: str(v) for k, v in fields.items()},
+                                   files={"image": ("src.png", edit_source, "image/png")})  # fmt: skip
+            else:
+                r = self.http.post("/v1/images/generations", json=fields)
+            if r.status_code != 200:
+                self.record(name, t, ok=False, status=r.status_code, body=r.text[:800],
+                            cat_bug="cat() received an invalid combination" in r.text)  # fmt: skip
+                return
+            item = r.json()["data"][0]
+            b64 = item.get("b64_json")
+            data = base64.b64decode(b64) if b64 else self.http.get(item["url"]).content
+            png = probe_png(data)
+            want = [int(v) for v in str(fields.get("size", "1024x1024")).split("x")]
+            self.record(name, t, ok=[png["width"], png["height"]] == want and png["format"] == "PNG", png=png)
+        except Exception as e:
+            self.record(name, t, ok=False, error=repr(e)[:500])
+
+    def sigterm_during_job(self, fields: dict[str, Any], video: bool, image: bytes | None = None) -> None:
+        """Start a long job, SIGTERM the launcher while it runs, time the exit."""
+        t = time.monotonic()
+        try:
+            if video:
+                if image is not None:
+                    job = self.http.post("/v1/videos", data={k: str(v) for k, v in fields.items()},
+                                         files={"input_reference": ("in.png", image, "image/png")}).json()  # fmt: skip
+                else:
+                    job = self.http.post("/v1/videos", json=fields).json()
+                for _ in range(120):
+                    if self.http.get(f"/v1/videos/{job['id']}").json().get("status") == "in_progress":
+                        break
+                    time.sleep(0.25)
+            else:
+                threading.Thread(
+                    target=lambda: self.http.post("/v1/images/generations", json=fields), daemon=True
+                ).start()
+            time.sleep(3)
+            sent = time.monotonic()
+            os.kill(self.proc.pid, signal.SIGTERM)
+            code = self.proc.wait(timeout=120)
+            self.result["sigterm"] = {"exit_code": code, "exit_s": round(time.monotonic() - sent, 1)}
+        except Exception as e:
+            self.result["sigterm"] = {"error": repr(e)[:300]}
+        log(f"{self.label}: SIGTERM during a job: {self.result['sigterm']} ({time.monotonic() - t:.0f} s)")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.sampler.stop_flag = True
+        self.sampler.join(timeout=5)
+        self.result["memory"] = self.sampler.report()
+        text = self.log_path.read_text(errors="replace")
+        pattern = re.compile(
+            r"(?i)(attention backend|attn backend|fallback|flash.?attn|FA3|sdpa|Denoising.*(?:finished|took)|"
+            r"Decoding.*(?:finished|took)|Encoding.*(?:finished|took)|average time per step|"
+            r"offload|WARNING:|ERROR|Traceback|out of memory|\[launcher\])"
+        )
+        seen: list[str] = []
+        for line in text.splitlines():
+            short = re.sub(r"\d+\.\d+", "#", line)[:200]
+            if pattern.search(line) and short not in seen:
+                seen.append(short)
+                self.result.setdefault("log_lines", []).append(line[:400])
+        self.result["log_lines"] = self.result.get("log_lines", [])[-80:]
+        (OUT / f"{self.label}.json").write_text(json.dumps(self.result, indent=1))
+
+
+def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: bool = False) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    s = Scenario(key, stock, time.monotonic() + budget)
+    s.result["versions"] = versions()
+    s.start()
+    try:
+        if not s.wait_ready():
+            return
+        if not stock:
+            s.result["models"] = s.http.get("/v1/models").json()
+        if key == "glm-image":
+            size = "32x32" if rehearse else "1024x1024"  # tiny: its processor allows 64x64 pixels at most
+            side = int(size.split("x")[0])
+            b64 = {"prompt": "a red fox in the snow", "size": size, "response_format": "b64_json"}
+            s.image(f"t2i {size} b64 10 steps", {**b64, "num_inference_steps": 10, "seed": 1})
+            if not stock:
+                small = "32x32" if rehearse else "512x512"
+                url = {"prompt": "a cat", "size": small, "response_format": "url", "num_inference_steps": 10}
+                s.image(f"t2i {small} url", url)
+                edit = {**b64, "prompt": "make it night", "num_inference_steps": 10}
+                s.image(f"edit {size} upload", edit, edit_source=test_png(side, side))
+                other = (48, 32) if rehearse else (1536, 1152)
+                if s.left() > 120:
+                    s.image(f"edit {size} from a {other[0]}x{other[1]} upload", edit, edit_source=test_png(*other))
+            if s.left() > 150:
+                s.image(f"t2i {size} b64 30 steps", {**b64, "num_inference_steps": 30, "seed": 2})
+            long_image = None
+            long_job = {"prompt": "a long one", "size": size, "num_inference_steps": 50, "response_format": "b64_json"}
+        else:
+            wide = key == "wan2.2-ti2v-5b"
+            w, h, frames, fps = (1280, 704, 121, 24) if wide else (832, 480, 81, 16)
+            if rehearse:
+                w, h, frames = 256, 256, 9
+            expect = {"frames": frames, "width": w, "height": h, "decoded": True}
+            base = {"prompt": "a cat surfing a wave", "size": f"{w}x{h}", "num_frames": frames, "seed": 1}
+            if stock:
+                base["fps"] = fps
+            image = test_png(w, h) if key != "wan2.2-t2v-a14b" else None
+            s.video(f"{w}x{h}x{frames} 2 steps", {**base, "num_inference_steps": 2}, image, expect)
+            s.video(f"{w}x{h}x{frames} 6 steps", {**base, "num_inference_steps": 6}, image, expect)
+            if not wide and not rehearse and s.left() > 200:
+                s.video(f"1280x720x{frames} 2 steps", {**base, "size": "1280x720", "num_inference_steps": 2},
+                        test_png(1280, 720) if image else None, {**expect, "width": 1280, "height": 720})  # fmt: skip
+            if not stock and image is not None and wide:
+                s.video("t2v (no image) 2 steps", {**base, "num_inference_steps": 2}, None, expect)
+            if not stock and image is None:
+                s.sync_video({**base, "num_frames": 17, "num_inference_steps": 2}, {**expect, "frames": 17})
+            long_job, long_image = {**base, "num_inference_steps": 40}, image
+        if sigterm and not stock and s.left() > 60:
+            s.sigterm_during_job(long_job, video=key != "glm-image", image=long_image)
+    finally:
+        s.stop()
+        log(f"{s.label}: memory {s.result['memory']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("stage")
+    b = sub.add_parser("build")
+    b.add_argument("keys", nargs="+", choices=sorted(NAMES))
+    b.add_argument("--scale", default="full")
+    b.add_argument("--device", default="cuda")
+    w = sub.add_parser("wait")
+    w.add_argument("key", choices=sorted(NAMES))
+    w.add_argument("--limit", type=float, default=300)
+    sc = sub.add_parser("scenario")
+    sc.add_argument("key", choices=sorted(NAMES))
+    sc.add_argument("--stock", action="store_true")
+    sc.add_argument("--budget", type=float, default=540, help="seconds from this command's start to the scenario's end")
+    sc.add_argument("--no-sigterm", action="store_true")
+    sc.add_argument("--rehearse", action="store_true", help="small sizes: the CPU rehearsal with tiny models")
+    args = parser.parse_args()
+    if args.cmd == "stage":
+        stage()
+    elif args.cmd == "build":
+        build(args.keys, args.scale, args.device)
+    elif args.cmd == "wait":
+        return 0 if wait_built(args.key, args.limit) else 1
+    else:
+        if not wait_built(args.key, args.budget - 240):
+            return 1
+        run_scenario(
+            args.key, args.stock, args.budget - (time.monotonic() - T_START), not args.no_sigterm, args.rehearse
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
