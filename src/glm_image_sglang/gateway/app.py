@@ -515,7 +515,10 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
         return JSONResponse({**job, "url": url, "created": job.get("created_at"), "data": [item]})
 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        gw.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
+        # No keep-alive to SGLang: against the real server, the request right after one that raised in
+        # SGLang got a 503 "not reachable" while SGLang kept running; a pooled connection it dropped is
+        # the likely cause. A fresh loopback connection costs well under a millisecond.
+        gw.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=0))
         gw.probe_task = asyncio.create_task(gw.probe_forever())
         try:
             yield
