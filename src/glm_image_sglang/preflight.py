@@ -159,8 +159,8 @@ def check_resources(settings: Settings, plan: Plan, machine: Machine, model_name
         message = (
             f"{model_name} with OFFLOAD={plan.offload} needs about {_fmt(plan.host_need_bytes)} of host RAM "
             f"while loading, but the memory limit is {_fmt(limit)}: the pod would be OOMKilled during load. "
-            f"Raise the memory limit (64Gi covers every supported model with OFFLOAD=none or text-encoder), "
-            f"or keep more on the GPU (OFFLOAD=none needs about {_fmt(plan.gpu_need_bytes)} per GPU)."
+            "Raise the memory limit, or serve it on GPUs with more memory so that OFFLOAD=auto keeps it there "
+            "(host RAM then stays near 8 GiB; Wan2.2-A14B needs a 141 GB GPU such as an H200 for that)."
         )
         if settings.preflight == "enforce" and plan.offload in ("dit-layerwise", "dit"):
             raise ResourceError(message + " Set PREFLIGHT=warn to start anyway.")

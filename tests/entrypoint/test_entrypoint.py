@@ -87,10 +87,10 @@ def test_bad_setting(env, tmp_path):
 
 def test_check_prints_command_without_starting(env, tmp_path):
     """`check` should validate, print the final command and start nothing."""
-    proc = run(env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-t2v-a14b"))}, "check")
+    proc = run(env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-ti2v-5b"))}, "check")
     assert proc.returncode == 0, proc.stderr
     assert "command: sglang serve --model-type diffusion" in proc.stdout
-    assert "--model-id Wan2.2-T2V-A14B-Diffusers" in proc.stdout
+    assert "--model-id Wan2.2-TI2V-5B-Diffusers" in proc.stdout
     assert "all checks passed (nothing started)" in proc.stdout
     assert not Path(env["FAKE_SGLANG_RECORD"]).exists()
 
