@@ -136,7 +136,7 @@ def build_glm_image(out: Path, scale: str, device: str) -> dict[str, Any]:
         vocab.setdefault(word, len(vocab))
     for i in range(257):
         vocab.setdefault(str(i), len(vocab))
-    special = {name: int(idx) for name, idx in cfg["special_tokens"].items()}
+    special = {name: int(idx) for name, idx in configs()["glm-image"]["special_tokens"].items()}
     vocab.update(special)
     word_level = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()

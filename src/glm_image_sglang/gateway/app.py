@@ -405,8 +405,8 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
                     400, f"file field '{key}' is not accepted; send images as 'image'.", key, "unknown_parameter"
                 )
             content = await upload.read()
-            kind = v.sniff_image(content, upload.filename or key, gw.limits)
-            v.check_edit_aspect(data, content, upload.filename or key)
+            kind, size = v.sniff_image(content, upload.filename or key, gw.limits)
+            v.check_edit_aspect(data, size, upload.filename or key)
             uploads.append((key, (upload.filename or "image", content, kind)))
         if not uploads and not any(k in data for k in ("url", "url[]")):
             raise ApiError(400, "no image given: upload it in the 'image' field.", "image", "missing_parameter")
@@ -459,7 +459,7 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
                         "unknown_parameter",
                     )
                 content = await upload.read()
-                kind = v.sniff_image(content, upload.filename or key, gw.limits)
+                kind, _ = v.sniff_image(content, upload.filename or key, gw.limits)
                 uploads.append((key, (upload.filename or "image.png", content, kind)))
             return data, uploads
         return v.video_generation(await json_body(request, limit), gw.limits, sync=sync), []

@@ -317,16 +317,13 @@ def check_reference(data: dict[str, Any], key: str, limits: Limits) -> None:
 MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
 
 
-def check_edit_aspect(data: dict[str, Any], image: bytes, name: str) -> None:
+def check_edit_aspect(data: dict[str, Any], image_size: tuple[int, int], name: str) -> None:
     """GLM-Image edits need the source image in the output's aspect ratio: SGLang sizes the source's
     prior tokens and its latents differently otherwise and fails with a shape error (a 500, seen on
     SGLang 0.5.23). Say so before the request reaches the model."""
     if "width" not in data:
         return
-    from PIL import Image
-
-    with Image.open(io.BytesIO(image)) as img:
-        width, height = img.size
+    width, height = image_size
     want = data["width"] / data["height"]
     if abs(width / height - want) > 0.02 * want:
         raise bad(
@@ -338,8 +335,9 @@ def check_edit_aspect(data: dict[str, Any], image: bytes, name: str) -> None:
         )
 
 
-def sniff_image(data: bytes, name: str, limits: Limits) -> str:
-    """The content type of an uploaded image, from its bytes; refuses non-images, huge files and sizes."""
+def sniff_image(data: bytes, name: str, limits: Limits) -> tuple[str, tuple[int, int]]:
+    """The content type and size of an uploaded image, from its bytes; refuses non-images, huge files
+    and sizes."""
     if not data:
         raise bad(f"uploaded file '{name}' is empty.", name, "invalid_image")
     if len(data) > limits.max_upload_bytes:
@@ -372,4 +370,4 @@ def sniff_image(data: bytes, name: str, limits: Limits) -> str:
         raise bad(
             f"uploaded file '{name}' is not a readable image ({type(e).__name__}).", name, "invalid_image"
         ) from None
-    return kind
+    return kind, (width, height)
