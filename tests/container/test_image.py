@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tarfile
 import uuid
@@ -216,6 +217,12 @@ def test_save_load_round_trip_without_secrets(image, tmp_path):
     should contain the build's CA secret."""
     from imagebuild import BUILD_ENV
 
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", image).stdout)
+    free = shutil.disk_usage(tmp_path).free
+    assert free > size * 1.1, (
+        f"docker save needs about {size * 1.1 / 1e9:.1f} GB free in {tmp_path} and {free / 1e9:.1f} GB are: "
+        "free disk (e.g. docker builder prune, or remove old clones) and run again"
+    )
     proc = subprocess.run([str(ROOT / "build.sh"), "--tag", TAG, "--save"], cwd=tmp_path, env=BUILD_ENV,
                           capture_output=True, text=True, timeout=3600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
