@@ -145,7 +145,7 @@ def cmd_serve(settings: Settings) -> int:
         host = f"[{host}]"
     children = [Child("SGLang", prepared.launch.argv, prepared.env)]
     if prepared.gateway_argv:
-        children.append(Child("gateway", prepared.gateway_argv, dict(os.environ)))
+        children.append(Child("gateway", prepared.gateway_argv, dict(os.environ), drains=True))
     supervisor = Supervisor(
         children,
         f"http://{host}:{settings.port}/health",

@@ -103,7 +103,9 @@ FIELDS: tuple[Field, ...] = (
         "GRACEFUL_SHUTDOWN_TIMEOUT",
         "graceful_shutdown_timeout",
         "30",
-        "Seconds a running request may take to finish after SIGTERM before the server is killed.",
+        "Seconds the server keeps finishing running work after SIGTERM (video jobs finish and stay "
+        "downloadable, new work gets 503) before it stops; SGLang is killed 10 s after that. Size it to your "
+        "longest job; Kubernetes' terminationGracePeriodSeconds must be at least this + 15.",
     ),
     Field(
         "STARTUP_TIMEOUT",

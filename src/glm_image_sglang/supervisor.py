@@ -1,5 +1,9 @@
 """Runs SGLang (and the gateway in front of it) as child processes: streams their output, reports
-loading progress, forwards SIGTERM with a bounded grace period, and exits when either child exits.
+loading progress, stops them in order on SIGTERM within a bounded time, and exits when either child exits.
+
+Stopping: the gateway gets SIGTERM first and drains (running generations finish, finished videos can
+still be fetched, new work gets 503) for up to GRACEFUL_SHUTDOWN_TIMEOUT; SGLang gets SIGTERM once the
+gateway has exited; whatever still runs KILL_MARGIN seconds after that timeout is SIGKILLed.
 
 Readiness is read from the public /health: the gateway's (a test generation succeeded) or, without
 the gateway, SGLang's own.
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 PROGRESS_EVERY = 10.0  # seconds between "still loading" lines
-KILL_MARGIN = 5.0  # seconds after the graceful-shutdown timeout before SIGKILL
+KILL_MARGIN = 10.0  # seconds after the graceful-shutdown timeout before SIGKILL (SGLang's own exit)
+OVERDUE = 2.0  # seconds after the timeout before the others are stopped without waiting for a draining child
 
 
 def log(message: str) -> None:
@@ -60,9 +65,11 @@ class Child:
     name: str
     argv: Sequence[str]
     env: dict[str, str]
+    drains: bool = False  # stopped first; the others once it has exited (the gateway finishes running work)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     proc: subprocess.Popen[str] | None = None
     pump: threading.Thread | None = None
+    terminated: bool = False
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -97,6 +104,12 @@ class Child:
             assert self.proc is not None
             self.proc.send_signal(sig)
 
+    def terminate(self) -> None:
+        """SIGTERM, once (a second one makes some servers skip their graceful shutdown)."""
+        if not self.terminated:
+            self.terminated = True
+            self.signal(signal.SIGTERM)
+
     def kill_group(self) -> None:
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -118,6 +131,7 @@ class Supervisor:
     ) -> None:
         self.children = list(children)
         self.health_url = health_url
+        self.drain_seconds = grace_seconds
         self.grace = grace_seconds + KILL_MARGIN
         self.startup_timeout = startup_timeout
         self.stop_requested_at: float | None = None
@@ -126,9 +140,25 @@ class Supervisor:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested_at is None:
             self.stop_requested_at = time.monotonic()
-            log(f"{signal.Signals(signum).name} received: stopping (grace {self.grace:.0f} s)")
+            draining = [c for c in self.children if c.drains and c.running]
+            if draining:
+                names = ", ".join(c.name for c in draining)
+                log(
+                    f"{signal.Signals(signum).name} received: {names} finishes running work "
+                    f"(up to {self.drain_seconds:.0f} s), then the rest stops (killed after {self.grace:.0f} s)"
+                )
+            else:
+                log(f"{signal.Signals(signum).name} received: stopping (grace {self.grace:.0f} s)")
+            for child in draining or self.children:
+                child.terminate()
+
+    def _stop_the_rest(self, now: float) -> None:
+        """Once no draining child runs (or it is overdue), SIGTERM the others."""
+        assert self.stop_requested_at is not None
+        overdue = now - self.stop_requested_at > self.drain_seconds + OVERDUE
+        if overdue or not any(c.drains and c.running for c in self.children):
             for child in self.children:
-                child.signal(signal.SIGTERM)
+                child.terminate()
 
     def run(self) -> int:
         for child in self.children:  # all children first: preexec_fn must not run while threads exist
@@ -148,6 +178,7 @@ class Supervisor:
         while all(c.running for c in self.children):
             now = time.monotonic()
             if self.stop_requested_at is not None:
+                self._stop_the_rest(now)
                 if now - self.stop_requested_at > self.grace:
                     error(f"not stopped within {self.grace:.0f} s of SIGTERM: killing")
                     self._reap()
@@ -177,7 +208,7 @@ class Supervisor:
             # one child died on its own: take the others down too
             self.stop_requested_at = time.monotonic()
             for child in self.children:
-                child.signal(signal.SIGTERM)
+                child.terminate()
             self._wait_all(time.monotonic() + self.grace)
             self._reap()
             code = first.exit_code()
@@ -186,7 +217,7 @@ class Supervisor:
             last = "\n  ".join(first.tail) if first.tail else "(no output)"
             error(f"{first.name} exited with code {first.exit_code()} {phase}. Last lines of its output:\n  {last}")
             return code
-        if not self._wait_all(self.stop_requested_at + self.grace):
+        if not self._wait_all(self.stop_requested_at + self.grace, stopping=True):
             error(f"not stopped within {self.grace:.0f} s of SIGTERM: killing")
             self._reap()
             return 137
@@ -200,12 +231,15 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         for child in self.children:
-            child.signal(signal.SIGTERM)
+            child.terminate()
         self._reap()
 
-    def _wait_all(self, deadline: float) -> bool:
-        """Wait until every child has exited or the deadline passes; True if all exited."""
+    def _wait_all(self, deadline: float, stopping: bool = False) -> bool:
+        """Wait until every child has exited or the deadline passes; True if all exited. stopping: the
+        ordered stop is under way (the others get SIGTERM once the draining child has exited)."""
         while any(c.running for c in self.children) and time.monotonic() < deadline:
+            if stopping:
+                self._stop_the_rest(time.monotonic())
             time.sleep(0.2)
         return not any(c.running for c in self.children)
 

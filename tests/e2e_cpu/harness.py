@@ -171,6 +171,20 @@ class Server:
         proc = subprocess.run([DOCKER, "logs", self.name], capture_output=True, text=True)
         return proc.stdout + proc.stderr
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting (what Kubernetes sends at a rolling update or `docker stop`)."""
+        if self.backend == "host":
+            self.proc.send_signal(signal.SIGTERM)
+        else:
+            subprocess.run([DOCKER, "kill", "-s", "TERM", self.name], capture_output=True, check=True)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code once the server has stopped by itself within timeout seconds."""
+        if self.backend == "host":
+            return self.proc.wait(timeout=timeout)
+        proc = subprocess.run([DOCKER, "wait", self.name], capture_output=True, text=True, timeout=timeout)
+        return int(proc.stdout.strip())
+
     def stop(self) -> tuple[int, float]:
         """SIGTERM (docker stop) and wait; returns (exit code, seconds to exit)."""
         t0 = time.monotonic()

@@ -219,7 +219,7 @@ def test_ready_reported_and_sigterm_reaches_server(env, tmp_path):
 
 
 def test_sigkill_after_grace(env, tmp_path):
-    """A server that ignores SIGTERM should be killed after GRACEFUL_SHUTDOWN_TIMEOUT + 5 s (exit 137)."""
+    """A server that ignores SIGTERM should be killed after GRACEFUL_SHUTDOWN_TIMEOUT + 10 s (exit 137)."""
     env = env | {
         "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
         "FAKE_SGLANG_MODE": "ignore-term",
@@ -236,8 +236,8 @@ def test_sigkill_after_grace(env, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 137
-    assert "not stopped within 6 s of SIGTERM: killing" in err
-    assert 5 <= elapsed < 15
+    assert "not stopped within 11 s of SIGTERM: killing" in err
+    assert 10 <= elapsed < 20
 
 
 def test_startup_timeout(env, tmp_path):

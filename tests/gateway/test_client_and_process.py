@@ -86,60 +86,106 @@ def test_client_reports_server_error(glm, tmp_path, capsys):
     assert code == 1 and err.startswith("ERROR: BadRequestError:") and "multiple of 32" in err
 
 
-def test_sigterm_drains_in_flight(upstream, behaviour):
-    """On SIGTERM the gateway process should finish the running request, then exit."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "glm_image_sglang",
-            "gateway",
-            "--upstream",
-            upstream.url,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--model-variant",
-            "glm-image",
-            "--graceful-shutdown-timeout",
-            "20",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
+class GatewayProcess:
+    """The gateway as its own process (`glm-image-sglang gateway`), as the launcher runs it."""
+
+    def __init__(self, upstream_url: str, variant: str, grace: int) -> None:
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "glm_image_sglang", "gateway", "--upstream", upstream_url, "--host", "127.0.0.1",
+             "--port", str(port), "--model-variant", variant, "--graceful-shutdown-timeout", str(grace)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(base + "/health").status_code == 200:
+                if httpx.get(self.base + "/health").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline and proc.poll() is None
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.proc.stdout.read()  # type: ignore[union-attr]
             time.sleep(0.1)
-        behaviour.delay = 2
-        result: list[httpx.Response] = []
-        t = threading.Thread(
-            target=lambda: result.append(
-                httpx.post(base + "/v1/images/generations", json={"prompt": "x", "size": "64x64"}, timeout=30)
-            )
+
+    def stop(self) -> tuple[str, float]:
+        """SIGTERM; returns the output and the seconds until the process exited."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=60)
+        return out, time.monotonic() - t0
+
+
+@pytest.fixture
+def gateway_process(upstream):
+    made: list[GatewayProcess] = []
+
+    def make(variant: str = "glm-image", grace: int = 20) -> GatewayProcess:
+        made.append(GatewayProcess(upstream.url, variant, grace))
+        return made[-1]
+
+    yield make
+    for gw in made:
+        gw.proc.kill()
+
+
+def test_sigterm_drains_in_flight(gateway_process, behaviour):
+    """On SIGTERM the gateway process should finish the running request, then exit."""
+    gw = gateway_process()
+    behaviour.delay = 2
+    result: list[httpx.Response] = []
+    t = threading.Thread(
+        target=lambda: result.append(
+            httpx.post(gw.base + "/v1/images/generations", json={"prompt": "x", "size": "64x64"}, timeout=30)
         )
-        t.start()
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        t.join(timeout=30)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    )
+    t.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    t.join(timeout=30)
+    out, _ = gw.proc.communicate(timeout=30)
     assert result and result[0].status_code == 200
     assert Image.open(io.BytesIO(__import__("base64").b64decode(result[0].json()["data"][0]["b64_json"]))).size == (
         64,
         64,
     )
     # uvicorn re-raises SIGTERM after its graceful shutdown: "killed by SIGTERM" is the clean exit here
-    assert proc.returncode in (0, -signal.SIGTERM), out
-    assert "Waiting for connections to close" in out
+    assert gw.proc.returncode in (0, -signal.SIGTERM), out
+    assert "drained in" in out and time.monotonic() - t0 < 10
+
+
+def test_sigterm_keeps_video_fetchable_and_refuses_new_work(gateway_process, behaviour):
+    """A video job running at SIGTERM should finish and stay pollable and downloadable through the
+    gateway, while new work gets 503 shutting_down and /health says draining; then the gateway exits."""
+    gw = gateway_process("wan2.2-ti2v-5b")
+    behaviour.job_seconds = 11  # longer than the readiness re-check (10 s), which must not start new work
+    job = httpx.post(gw.base + "/v1/videos", json={"prompt": "a wave", "size": "256x256", "num_frames": 5}).json()
+    posts_before = len(behaviour.requests)
+    gw.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    health = httpx.get(gw.base + "/health")
+    assert health.status_code == 503 and health.json()["status"] == "draining"
+    refused = httpx.post(gw.base + "/v1/videos", json={"prompt": "another", "size": "256x256", "num_frames": 5})
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+    assert refused.headers["retry-after"]
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{gw.base}/v1/videos/{job['id']}").json()["status"] != "completed":
+        assert time.monotonic() < deadline and gw.proc.poll() is None
+        time.sleep(0.2)
+    assert gw.proc.poll() is None, "exited before the finished video was downloaded"
+    content = httpx.get(f"{gw.base}/v1/videos/{job['id']}/content")
+    assert content.status_code == 200 and content.content == MP4
+    out, _ = gw.proc.communicate(timeout=10)
+    assert "draining: 1 video job(s) running" in out and "drained in" in out
+    assert [r for r in behaviour.requests[posts_before:] if r[0] == "POST"] == [], "new work reached SGLang"
+
+
+def test_sigterm_gives_up_after_the_grace_period(gateway_process, behaviour):
+    """A job longer than GRACEFUL_SHUTDOWN_TIMEOUT should not hold the gateway: it exits after the
+    grace period and says what it left behind."""
+    gw = gateway_process("wan2.2-ti2v-5b", grace=2)
+    behaviour.job_seconds = 60
+    httpx.post(gw.base + "/v1/videos", json={"prompt": "a long one", "size": "256x256", "num_frames": 5})
+    out, seconds = gw.stop()
+    assert 2 <= seconds < 8, out
+    assert "shutdown grace of 2 s is over: stopping with 1 video job(s) running" in out

@@ -303,7 +303,7 @@ class Scenario:
             data = Path(f"/tmp/data-{self.key}")
             shutil.rmtree(data / "outputs", ignore_errors=True)
             env.update(MODEL_PATH=str(model), PORT=str(PORT), DATA_DIR=str(data), CACHE_DIR="/tmp/cache",
-                       SGLANG_BIN=str(STAGE / "bin/sglang"), HF_HOME="/tmp/hf", GRACEFUL_SHUTDOWN_TIMEOUT="20",
+                       SGLANG_BIN=str(STAGE / "bin/sglang"), HF_HOME="/tmp/hf", GRACEFUL_SHUTDOWN_TIMEOUT="150",
                        STARTUP_TIMEOUT="900")  # fmt: skip
         for _ in range(120):  # the previous scenario's workers may still hold the ports
             with socket.socket() as probe:
@@ -421,9 +421,12 @@ class Scenario:
             self.record(name, t, ok=False, error=repr(e)[:500])
 
     def sigterm_during_job(self, fields: dict[str, Any], video: bool, image: bytes | None = None) -> None:
-        """Start a long job, SIGTERM the launcher while it runs, time the exit."""
+        """Start a long job, SIGTERM the launcher while it runs: the gateway should drain (the job
+        finishes and its output downloads, new work gets 503), then everything exits 0."""
         t = time.monotonic()
+        out: dict[str, Any] = {}
         try:
+            done: list[Any] = []
             if video:
                 if image is not None:
                     job = self.http.post("/v1/videos", data={k: str(v) for k, v in fields.items()},
@@ -435,17 +438,35 @@ class Scenario:
                         break
                     time.sleep(0.25)
             else:
-                threading.Thread(
-                    target=lambda: self.http.post("/v1/images/generations", json=fields), daemon=True
-                ).start()
+                worker = threading.Thread(
+                    target=lambda: done.append(self.http.post("/v1/images/generations", json=fields)), daemon=True
+                )
+                worker.start()
             time.sleep(3)
             sent = time.monotonic()
             os.kill(self.proc.pid, signal.SIGTERM)
-            code = self.proc.wait(timeout=120)
-            self.result["sigterm"] = {"exit_code": code, "exit_s": round(time.monotonic() - sent, 1)}
+            time.sleep(1)
+            refused = self.http.post("/v1/images/generations" if not video else "/v1/videos", json=fields)
+            out["new_work"] = [refused.status_code, refused.json().get("error", {}).get("code")]
+            if video:
+                while self.proc.poll() is None:
+                    status = self.http.get(f"/v1/videos/{job['id']}").json().get("status")
+                    if status in ("completed", "failed"):
+                        break
+                    time.sleep(1)
+                out["job"] = status
+                out["job_done_s"] = round(time.monotonic() - sent, 1)
+                out["mp4"] = probe_mp4(self.http.get(f"/v1/videos/{job['id']}/content").content)
+            else:
+                worker.join(timeout=self.left())
+                out["job"] = done[0].status_code if done else "no answer"
+                out["job_done_s"] = round(time.monotonic() - sent, 1)
+            out["exit_code"] = self.proc.wait(timeout=180)
+            out["exit_s"] = round(time.monotonic() - sent, 1)
         except Exception as e:
-            self.result["sigterm"] = {"error": repr(e)[:300]}
-        log(f"{self.label}: SIGTERM during a job: {self.result['sigterm']} ({time.monotonic() - t:.0f} s)")
+            out["error"] = repr(e)[:300]
+        self.result["sigterm"] = out
+        log(f"{self.label}: SIGTERM during a job: {out} ({time.monotonic() - t:.0f} s)")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -500,7 +521,7 @@ def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: 
             if s.left() > 150:
                 s.image(f"t2i {size} b64 30 steps", {**b64, "num_inference_steps": 30, "seed": 2})
             long_image = None
-            long_job = {"prompt": "a long one", "size": size, "num_inference_steps": 50, "response_format": "b64_json"}
+            long_job = {"prompt": "a long one", "size": size, "num_inference_steps": 30, "response_format": "b64_json"}
         else:
             wide = key == "wan2.2-ti2v-5b"
             w, h, frames, fps = (1280, 704, 121, 24) if wide else (832, 480, 81, 16)
@@ -520,7 +541,9 @@ def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: 
                 s.video("t2v (no image) 2 steps", {**base, "num_inference_steps": 2}, None, expect)
             if not stock and image is None:
                 s.sync_video({**base, "num_frames": 17, "num_inference_steps": 2}, {**expect, "frames": 17})
-            long_job, long_image = {**base, "num_inference_steps": 40}, image
+            # long enough to be running at SIGTERM, short enough to finish within the 150 s drain
+            steps = {"wan2.2-ti2v-5b": 30, "wan2.2-t2v-a14b": 12, "wan2.2-i2v-a14b": 6}[key]
+            long_job, long_image = {**base, "num_inference_steps": 2 if rehearse else steps}, image
         if sigterm and not stock and s.left() > 60:
             s.sigterm_during_job(long_job, video=key != "glm-image", image=long_image)
     finally:

@@ -40,11 +40,14 @@ access_log = logging.getLogger("glm_image_sglang.access")
 ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 TERMINAL = ("completed", "failed", "cancelled", "canceled", "expired")
 POLL_SECONDS = 1.0
+DRAIN_POLL_SECONDS = 1.0
+DRAIN_LOG_EVERY = 10.0
+FETCH_WINDOW = 60.0  # seconds a video that finished during the drain stays downloadable before we exit
 
 
 @dataclass
 class Readiness:
-    state: str = "loading"  # loading | warming | ready | failed
+    state: str = "loading"  # loading | warming | ready | failed | draining
     detail: str = "waiting for the model server"
     since: float = field(default_factory=time.monotonic)
 
@@ -85,7 +88,13 @@ class Slots:
         self.sem = asyncio.Semaphore(concurrency)
         self.queue = queue
         self.waiting = 0
+        self.running = 0
         self.metrics = metrics
+
+    @property
+    def busy(self) -> int:
+        """Generations running or waiting for a slot."""
+        return self.running + self.waiting
 
     @contextlib.asynccontextmanager
     async def take(self) -> AsyncIterator[None]:
@@ -99,9 +108,11 @@ class Slots:
             self.waiting -= 1
             self.metrics.queued.set(self.waiting)
         self.metrics.in_flight.inc()
+        self.running += 1
         try:
             yield
         finally:
+            self.running -= 1
             self.metrics.in_flight.dec()
             self.sem.release()
 
@@ -117,6 +128,8 @@ class Gateway:
         self.ready = Readiness()
         self.client: httpx.AsyncClient | None = None
         self.probe_task: asyncio.Task[None] | None = None
+        self.draining_since: float | None = None
+        self.fetched: set[str] = set()  # videos downloaded during the drain
 
     # --- upstream ---------------------------------------------------------------------------------
     @property
@@ -171,6 +184,14 @@ class Gateway:
             )
 
     def require_ready(self) -> None:
+        if self.draining_since is not None:
+            raise ApiError(
+                503,
+                "the server is shutting down and takes no new work; retry (another replica, or this one "
+                "after its restart).",
+                None,
+                "shutting_down",
+            )
         if self.ready.state != "ready":
             raise ApiError(
                 503, f"the model is not ready yet ({self.ready.state}: {self.ready.detail}).", None, "model_loading"
@@ -261,6 +282,60 @@ class Gateway:
                     "timeout",
                 )
             await asyncio.sleep(POLL_SECONDS)
+
+    # --- graceful shutdown ----------------------------------------------------------------------------
+    async def job_statuses(self) -> dict[str, str]:
+        """Status of every video job SGLang knows; empty when it does not answer (then nothing can finish)."""
+        try:
+            resp = await self.http.get(self.upstream + "/v1/videos", timeout=10)
+            jobs = resp.json().get("data", []) if resp.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return {}
+        return {str(j.get("id")): str(j.get("status")) for j in jobs if isinstance(j, dict)}
+
+    async def drain(self, grace: float) -> None:
+        """After SIGTERM: new generations get 503 while running ones finish, and videos that finish in
+        the meantime can still be polled and downloaded (for FETCH_WINDOW s). Returns when nothing is
+        left, or after grace seconds."""
+        self.draining_since = time.monotonic()
+        if self.probe_task is not None:  # a readiness test generation now would be new work
+            self.probe_task.cancel()
+        self.ready.set("draining", "shutting down: finishing running work, taking no new work")
+        self.metrics.ready.set(0)
+        deadline = self.draining_since + grace
+        watched: dict[str, float | None] = {}  # video id -> when it finished (None: still running)
+        next_log = 0.0
+        while True:
+            now = time.monotonic()
+            statuses = await self.job_statuses()
+            for job_id, status in statuses.items():
+                if status not in TERMINAL:
+                    watched[job_id] = None
+                elif job_id in watched and watched[job_id] is None:
+                    watched[job_id] = now if status == "completed" else now - FETCH_WINDOW  # nothing to fetch
+            for job_id in [j for j, done in watched.items() if done is None and j not in statuses]:
+                watched[job_id] = now - FETCH_WINDOW  # deleted, or SGLang is gone
+            running = [j for j, done in watched.items() if done is None]
+            recent = [j for j, done in watched.items() if done is not None and now - done < FETCH_WINDOW]
+            unfetched = [j for j in recent if j not in self.fetched]
+            if not running and not unfetched and not self.slots.busy:
+                log.info("drained in %.1f s: nothing running", now - self.draining_since)
+                return
+            if now >= deadline:
+                log.warning(
+                    "shutdown grace of %.0f s is over: stopping with %d video job(s) running, %d finished video(s) "
+                    "not downloaded and %d request(s) in flight (raise GRACEFUL_SHUTDOWN_TIMEOUT)",
+                    grace, len(running), len(unfetched), self.slots.busy,
+                )  # fmt: skip
+                return
+            if now >= next_log:
+                log.info(
+                    "draining: %d video job(s) running, %d finished video(s) waiting for download, %d request(s) "
+                    "in flight; %.0f s left",
+                    len(running), len(unfetched), self.slots.busy, deadline - now,
+                )  # fmt: skip
+                next_log = now + DRAIN_LOG_EVERY
+            await asyncio.sleep(DRAIN_POLL_SECONDS)
 
     # --- capacity for async video jobs ----------------------------------------------------------------
     async def check_video_capacity(self) -> None:
@@ -484,7 +559,11 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
         return gw.relay(await gw.call(request.method, f"/v1/videos/{video_id}"))
 
     async def video_content(request: Request) -> Response:
-        return await stream(f"/v1/videos/{check_id(request.path_params['video_id'])}/content")
+        video_id = check_id(request.path_params["video_id"])
+        response = await stream(f"/v1/videos/{video_id}/content")
+        if response.status_code == 200 and gw.draining_since is not None:
+            gw.fetched.add(video_id)
+        return response
 
     async def video_generations_sync(request: Request) -> Response:
         """Seed compatibility: create a video job, wait for it, answer with the finished job."""
