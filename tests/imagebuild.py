@@ -18,14 +18,43 @@ CUDA_BASE = "local/cuda-devel-substitute:13.0"
 TAG = "ci"
 IMAGE = f"glm-image-sglang:{TAG}"
 RANDOM_UID = "1000650000:0"
-OPENSHIFT = [
-    "--read-only",
-    "--tmpfs", "/tmp:rw,exec,mode=1777",
-    "--tmpfs", "/app/data:rw,exec,mode=1777",
-    "--cap-drop", "ALL",
-    "--security-opt", "no-new-privileges",
-    "--network", "none",
-]  # fmt: skip
+UNITS = {"Mi": "m", "Gi": "g"}
+
+
+def manifest_run_flags(manifest: Path = ROOT / "deploy" / "base" / "deployment.yaml") -> list[str]:
+    """`docker run` flags for the pod the manifests declare, so the container tests run the image the
+    way the cluster will: each securityContext field, the emptyDir mounts, /dev/shm; plus no network
+    (air-gapped). The UID is RANDOM_UID, as OpenShift assigns one. A securityContext field this does
+    not know is an error, so the tests cannot silently drift from the manifests."""
+    import yaml
+
+    pod = yaml.safe_load(manifest.read_text())["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    unknown = set(sc) - {"readOnlyRootFilesystem", "capabilities", "allowPrivilegeEscalation", "runAsNonRoot"}
+    unknown |= set(pod["securityContext"]) - {"runAsNonRoot", "seccompProfile"}
+    assert not unknown, f"{manifest} sets securityContext fields the container tests do not reproduce: {unknown}"
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}  # Docker's default profile
+    flags = ["--network", "none"]
+    if sc["readOnlyRootFilesystem"]:
+        flags.append("--read-only")
+    flags += [arg for cap in sc["capabilities"]["drop"] for arg in ("--cap-drop", cap)]
+    if sc["allowPrivilegeEscalation"] is False:
+        flags += ["--security-opt", "no-new-privileges"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for mount in container["volumeMounts"]:
+        empty = volumes[mount["name"]].get("emptyDir")
+        if empty is None:
+            continue
+        if mount["mountPath"] == "/dev/shm":
+            size = empty["sizeLimit"]
+            flags += ["--shm-size", size[:-2] + UNITS[size[-2:]]]
+        else:
+            flags += ["--tmpfs", f"{mount['mountPath']}:rw,exec,mode=1777"]
+    return flags
+
+
+OPENSHIFT = manifest_run_flags()
 TITLE_LABEL = "org.opencontainers.image.title=glm-image-sglang"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 LOGS = ROOT / ".cache"
