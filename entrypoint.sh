@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Container entrypoint: stays thin. Reads *_FILE secrets, then hands over to the Python launcher,
 # which validates everything before it starts SGLang (see src/glm_image_sglang/cli.py).
-#   (no arguments) | serve | check | env   -> the launcher
+#   (no arguments) | serve | check | env | download   -> the launcher
 #   any other command (bash, sglang, ...)   -> run as given
 set -Eeuo pipefail
 
@@ -33,7 +33,7 @@ _main() {
 		mkdir -p "$HOME" 2>/dev/null || export HOME=/tmp
 	fi
 
-	if [[ $# -eq 0 || "$1" == "serve" || "$1" == "check" || "$1" == "env" || "$1" == -* ]]; then
+	if [[ $# -eq 0 || "$1" == "serve" || "$1" == "check" || "$1" == "env" || "$1" == "download" || "$1" == -* ]]; then
 		exec "${LAUNCHER_PYTHON:-python3}" -m glm_image_sglang "$@"
 	fi
 	exec "$@"

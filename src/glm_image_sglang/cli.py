@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         from .random_models import main as random_main
 
         return random_main(argv[1:])
+    if argv and argv[0] == "download":
+        from .download import main as download_main
+
+        return download_main(argv[1:])
     if argv and argv[0] == "client":
         from .client import main as client_main
 

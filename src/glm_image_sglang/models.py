@@ -43,6 +43,7 @@ class Variant:
     alignment: int  # width/height must be multiples of this
     experts: int  # number of DiT transformers (Wan2.2 A14B: high- and low-noise experts)
     uses_cfg: bool  # runs a conditional and an unconditional pass per step (CFG-parallel can split them)
+    components: tuple[str, ...]  # the component folders of the Hugging Face repository (what to download)
 
 
 VARIANTS: dict[str, Variant] = {
@@ -65,6 +66,15 @@ VARIANTS: dict[str, Variant] = {
             alignment=32,
             experts=1,
             uses_cfg=True,
+            components=(
+                "processor",
+                "scheduler",
+                "text_encoder",
+                "tokenizer",
+                "transformer",
+                "vae",
+                "vision_language_encoder",
+            ),
         ),
         Variant(
             key="wan2.2-t2v-a14b",
@@ -83,6 +93,7 @@ VARIANTS: dict[str, Variant] = {
             alignment=16,
             experts=2,
             uses_cfg=True,
+            components=("scheduler", "text_encoder", "tokenizer", "transformer", "transformer_2", "vae"),
         ),
         Variant(
             key="wan2.2-i2v-a14b",
@@ -101,6 +112,7 @@ VARIANTS: dict[str, Variant] = {
             alignment=16,
             experts=2,
             uses_cfg=True,
+            components=("scheduler", "text_encoder", "tokenizer", "transformer", "transformer_2", "vae"),
         ),
         Variant(
             key="wan2.2-ti2v-5b",
@@ -119,6 +131,7 @@ VARIANTS: dict[str, Variant] = {
             alignment=32,
             experts=1,
             uses_cfg=True,
+            components=("scheduler", "text_encoder", "tokenizer", "transformer", "vae"),
         ),
     )
 }

@@ -134,3 +134,12 @@ def test_null_components_ignored(tmp_path):
     path = make(tmp_path / "m", "wan2.2-ti2v-5b")
     assert json.loads((path / "model_index.json").read_text())["transformer_2"] == [None, None]
     assert "transformer_2" not in {c.name for c in models.inspect(path).components}
+
+
+@pytest.mark.parametrize("key", sorted(models.VARIANTS))
+def test_download_components_are_the_model_index(tmp_path, key):
+    """The folders `download` fetches should be the components model_index.json lists for the model."""
+    folder = make(tmp_path / key, key)
+    index = json.loads((folder / "model_index.json").read_text())
+    listed = {k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None}
+    assert set(models.VARIANTS[key].components) == listed
