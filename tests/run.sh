@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 log() { echo "== $*"; }
 
 need_container_tier() {
-	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* && " $* " != *'not container'* ]]
+	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* && " $* " != *" -m deploy "* && " $* " != *'not container'* ]]
 }
 
 need_e2e_tier() {
-	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* ]]
+	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* && " $* " != *" -m deploy "* ]]
 }
 
 # The real SGLang (same release as the image's test build) in its own venv, for the e2e tier.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -224,3 +225,43 @@ def test_container_tests_run_the_declared_pod(tmp_path):
     )  # fmt: skip
     with pytest.raises(AssertionError, match="runAsUser"):
         manifest_run_flags(changed)
+
+
+DOCS = ROOT / "docs" / "openshift.md"
+
+
+def test_documented_kubernetes_overlay_works(tmp_path):
+    """The overlay docs/openshift.md tells Kubernetes users to write should build and set their image
+    and Ingress host."""
+    text = DOCS.read_text()
+    block = re.search(r"```yaml\n(# my-glm-image/kustomization.yaml\n.*?)```", text, re.S)
+    assert block, "docs/openshift.md lost its overlay example"
+    shutil.copytree(DEPLOY, tmp_path / "deploy")  # "next to this repository": the paths as documented
+    overlay = tmp_path / "my-glm-image"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(block.group(1))
+    proc = subprocess.run([str(BIN / "kubectl"), "kustomize", str(overlay)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    docs = {d["kind"]: d for d in yaml.safe_load_all(proc.stdout) if d}
+    image = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.internal.example/ai/glm-image-sglang:<tag>"
+    assert docs["Ingress"]["spec"]["rules"][0]["host"] == "glm-image.apps.internal.example"
+
+
+@pytest.mark.parametrize("key", sorted(models.VARIANTS))
+def test_documented_sizes_match_the_overlays(key):
+    """docs/openshift.md's table should give each model's names, folder, memory and times as deployed."""
+    _, container, env = server(f"openshift/{key}")
+    (deployment,) = of_kind(f"openshift/{key}", "Deployment")
+    name = deployment["metadata"]["name"]
+    row = next(line for line in DOCS.read_text().splitlines() if line.startswith("| ") and f"`{name}`" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    resources = container["resources"]
+    startup = container["startupProbe"]
+    assert cells[1:] == [
+        f"`{name}`",
+        f"`{env['MODEL_PATH']}`",
+        f"{resources['requests']['memory']} / {resources['limits']['memory']}",
+        f"{startup['failureThreshold'] * startup['periodSeconds']} s",
+        f"{env['GRACEFUL_SHUTDOWN_TIMEOUT']} s",
+    ]
