@@ -12,12 +12,11 @@ import json
 import os
 import shlex
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import models, preflight, sglang_args
-from .errors import LauncherError, ResourceError
+from .errors import LauncherError, ResourceError, report_internal_error
 from .plan import Plan, make_plan
 from .settings import FIELDS, GATEWAY_FIELDS, Field, Settings
 from .supervisor import Child, Supervisor, log
@@ -221,12 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug of ours: say so in one line, details only on request
-        print(f"ERROR: internal launcher error: {type(e).__name__}: {e}", file=sys.stderr)
-        if os.environ.get("LOG_LEVEL", "").lower() == "debug":
-            traceback.print_exc()
-        else:
-            print("ERROR: set LOG_LEVEL=debug for the traceback and report it.", file=sys.stderr)
-        return 1
+        return report_internal_error("internal launcher error", e)
 
 
 if __name__ == "__main__":

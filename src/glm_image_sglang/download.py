@@ -16,11 +16,10 @@ import hashlib
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, LauncherError, ModelError, ResourceError
+from .errors import ConfigError, LauncherError, ModelError, ResourceError, report_internal_error
 from .models import SUPPORTED_HELP, VARIANTS, GiB, Variant, inspect, require_complete
 
 CHUNK = 8 * 1024 * 1024
@@ -191,11 +190,6 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug of ours or an unforeseen hub answer: one line, details on request
-        print(f"ERROR: download failed: {type(e).__name__}: {str(e)[:500]}. Run again to resume;", file=sys.stderr)
-        if os.environ.get("LOG_LEVEL", "").lower() == "debug":
-            traceback.print_exc()
-        else:
-            print("ERROR: set LOG_LEVEL=debug for the traceback and report it.", file=sys.stderr)
-        return 1
+    except Exception as e:  # a bug of ours or an answer nobody foresaw
+        return report_internal_error("download failed (run the same command again to resume)", e)
     return 0

@@ -5,6 +5,10 @@ Every message names the fix: it is what a platform engineer reads in `oc logs`.
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+
 
 class LauncherError(Exception):
     """Base class: a problem found before or while starting the server."""
@@ -35,3 +39,14 @@ class StartupError(LauncherError):
     """The server process died or never became ready."""
 
     exit_code = 5
+
+
+def report_internal_error(context: str, e: BaseException) -> int:
+    """A bug of ours (or an answer nobody foresaw): one line on stderr, the traceback only with
+    LOG_LEVEL=debug. Returns exit code 1."""
+    print(f"ERROR: {context}: {type(e).__name__}: {str(e)[:500]}", file=sys.stderr, flush=True)
+    if os.environ.get("LOG_LEVEL", "").lower() == "debug":
+        traceback.print_exc()
+    else:
+        print("ERROR: set LOG_LEVEL=debug for the traceback and report it.", file=sys.stderr, flush=True)
+    return 1
