@@ -21,7 +21,7 @@ RANDOM_UID = "1000650000:0"
 UNITS = {"Mi": "m", "Gi": "g"}
 
 
-def manifest_run_flags(manifest: Path = ROOT / "deploy" / "base" / "deployment.yaml") -> list[str]:
+def manifest_run_flags(manifest: Path = ROOT / "deploy" / "base" / "statefulset.yaml") -> list[str]:
     """`docker run` flags for the pod the manifests declare, so the container tests run the image the
     way the cluster will: each securityContext field, the emptyDir mounts, /dev/shm; plus no network
     (air-gapped). The UID is RANDOM_UID, as OpenShift assigns one. A securityContext field this does

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import models, preflight, sglang_args
 from .errors import LauncherError, ResourceError, report_internal_error
 from .plan import Plan, make_plan
-from .settings import FIELDS, GATEWAY_FIELDS, Field, Settings
+from .settings import FIELDS, GATEWAY_FIELDS, Field, GatewaySettings, Settings
 from .supervisor import Child, Supervisor, log
 
 BUILD_INFO = Path(os.environ.get("BUILD_INFO_FILE", "/app/build-info.json"))
@@ -46,6 +46,8 @@ def _build_info() -> str:
 
 def prepare(settings: Settings) -> Prepared:
     """Everything up to the final argv, with every check. Raises LauncherError."""
+    if settings.gateway:
+        GatewaySettings.from_env()  # the gateway's settings too, before the minutes-long load
     path = models.resolve_model_path(settings.model_path, settings.hf_home)
     model = models.inspect(path, settings.model_variant)
     models.require_complete(model)

@@ -7,6 +7,7 @@ inside main() with Settings.from_env(); nothing reads os.environ anywhere else.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -210,6 +211,21 @@ GATEWAY_FIELDS: tuple[Field, ...] = (
     ),
     Field("METRICS_PUBLIC", "metrics_public", "true", "Serve /metrics without the API key."),
     Field("LOG_PROMPTS", "log_prompts", "false", "Include prompts in the access log."),
+    Field(
+        "REPLICA_ID",
+        "replica_id",
+        None,
+        "Several replicas behind one Service: this replica's name (a DNS label; the deploy/ manifests set "
+        "the pod name). Video and image ids it hands out start with it, and any replica forwards a request "
+        "for an id to the replica that owns it. Empty: one replica, ids as SGLang makes them.",
+    ),
+    Field(
+        "PEER_URL",
+        "peer_url",
+        None,
+        "With REPLICA_ID: another replica's gateway, {replica} standing for its name, "
+        "e.g. http://{replica}.glm-image-sglang-peers:30000.",
+    ),
 )
 
 
@@ -306,10 +322,17 @@ class GatewaySettings:
     ready_probe: str = "generate"
     metrics_public: bool = True
     log_prompts: bool = False
+    replica_id: str | None = None
+    peer_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
-        return cls(**_parse(GATEWAY_FIELDS, os.environ if env is None else env))
+        settings = cls(**_parse(GATEWAY_FIELDS, os.environ if env is None else env))
+        if bool(settings.replica_id) != bool(settings.peer_url):
+            raise ConfigError(
+                "REPLICA_ID and PEER_URL go together: set both (several replicas) or neither (one replica)."
+            )
+        return settings
 
     def redacted(self) -> dict[str, str]:
         return _redacted(GATEWAY_FIELDS, self)
@@ -388,6 +411,20 @@ def _path(env: str, raw: str) -> Path:
     return path
 
 
+def _replica(env: str, raw: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", raw):
+        raise ConfigError(f"{env}={raw!r} must be a DNS label (lowercase letters, digits and '-'), e.g. the pod name.")
+    return raw
+
+
+def _peer_url(env: str, raw: str) -> str:
+    if not raw.startswith(("http://", "https://")) or "{replica}" not in raw:
+        raise ConfigError(
+            f"{env}={raw!r} must be an http(s) URL with {{replica}} in it, e.g. http://{{replica}}.svc:30000."
+        )
+    return raw.rstrip("/")
+
+
 def _args(env: str, raw: str) -> tuple[str, ...]:
     try:
         return tuple(shlex.split(raw))
@@ -433,6 +470,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ready_probe": _choice(("generate", "health")),
     "metrics_public": _bool,
     "log_prompts": _bool,
+    "replica_id": _replica,
+    "peer_url": _peer_url,
 }
 
 assert {f.attr for f in FIELDS} == {f.name for f in fields(Settings)}, "FIELDS and Settings disagree"

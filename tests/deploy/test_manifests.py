@@ -21,7 +21,7 @@ import yaml
 from fakemodels import make
 from glm_image_sglang import models
 from glm_image_sglang.plan import Gpu, Machine, make_plan
-from glm_image_sglang.settings import Settings
+from glm_image_sglang.settings import GatewaySettings, Settings
 
 pytestmark = pytest.mark.deploy
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 OVERLAYS = sorted(p.parent.relative_to(DEPLOY).as_posix() for p in DEPLOY.glob("*/*/kustomization.yaml")
-                  if p.parent.parent.name in ("openshift", "kubernetes"))  # fmt: skip
+                  if p.parent.parent.name in ("openshift", "kubernetes", "scale-out"))  # fmt: skip
 ALL = [*OVERLAYS, "storage"]
 KUBERNETES_VERSIONS = ["1.29.0", "1.33.0"]  # OpenShift 4.16 (oldest in support), and a current one
 H100 = 81559 * 1024 * 1024
@@ -49,14 +49,14 @@ def of_kind(overlay: str, kind: str) -> list[dict[str, Any]]:
 
 
 def pod_specs(overlay: str) -> list[dict[str, Any]]:
-    return [d["spec"]["template"]["spec"] for d in of_kind(overlay, "Deployment")] + [
+    return [d["spec"]["template"]["spec"] for d in of_kind(overlay, "StatefulSet")] + [
         d["spec"] for d in of_kind(overlay, "Pod")
     ]
 
 
 def server(overlay: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
-    (deployment,) = of_kind(overlay, "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
+    (workload,) = of_kind(overlay, "StatefulSet")
+    pod = workload["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     return pod, container, {e["name"]: e.get("value", "") for e in container["env"]}
 
@@ -68,10 +68,11 @@ def quantity(value: str) -> int:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_builds_the_whole_server(overlay):
-    """Each overlay should render the Deployment, Service and NetworkPolicy, plus its Route or Ingress."""
+    """Each overlay should render the StatefulSet, its Service and headless Service, NetworkPolicy and
+    PodDisruptionBudget, plus its Route or Ingress."""
     kinds = sorted(d["kind"] for d in render(overlay))
-    way_in = "Route" if overlay.startswith("openshift/") else "Ingress"
-    assert kinds == sorted(["Deployment", "Service", "NetworkPolicy", way_in])
+    way_in = "Ingress" if overlay.startswith("kubernetes/") else "Route"
+    assert kinds == sorted(["StatefulSet", "Service", "Service", "NetworkPolicy", "PodDisruptionBudget", way_in])
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -83,12 +84,22 @@ def test_kubernetes_schemas(overlay, version):
             kubernetes_validate.validate(doc, version, strict=True)
 
 
-@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if o.startswith("openshift/")])
+def api_service(overlay: str) -> dict[str, Any]:
+    (service,) = [s for s in of_kind(overlay, "Service") if s["spec"].get("clusterIP") != "None"]
+    return service
+
+
+def peers_service(overlay: str) -> dict[str, Any]:
+    (service,) = [s for s in of_kind(overlay, "Service") if s["spec"].get("clusterIP") == "None"]
+    return service
+
+
+@pytest.mark.parametrize("overlay", [o for o in OVERLAYS if not o.startswith("kubernetes/")])
 def test_route(overlay):
     """The Route should match OpenShift's Route API, point at the Service's port, and allow a long job."""
     (route,) = of_kind(overlay, "Route")
     jsonschema.validate(route, ROUTE_SCHEMA)
-    (service,) = of_kind(overlay, "Service")
+    service = api_service(overlay)
     assert route["spec"]["to"]["name"] == service["metadata"]["name"]
     assert route["spec"]["port"]["targetPort"] in [p["name"] for p in service["spec"]["ports"]]
     timeout = route["metadata"]["annotations"]["haproxy.router.openshift.io/timeout"]
@@ -155,13 +166,39 @@ def test_probes_and_port(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_network_policy_admits_only_the_api_port(overlay):
-    """Ingress only on 30000/TCP to the server pods; no egress at all (the server never calls out)."""
+    """Ingress only on 30000/TCP to the server pods; egress only to the other replicas' 30000/TCP and
+    to DNS (the server never calls out otherwise)."""
     (policy,) = of_kind(overlay, "NetworkPolicy")
-    (deployment,) = of_kind(overlay, "Deployment")
+    (workload,) = of_kind(overlay, "StatefulSet")
+    selector = workload["spec"]["selector"]["matchLabels"]
     spec = policy["spec"]
-    assert spec["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-    assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["egress"] == []
+    assert spec["podSelector"]["matchLabels"] == selector
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert spec["ingress"] == [{"ports": [{"port": 30000, "protocol": "TCP"}]}]
+    peers, dns = spec["egress"]
+    assert peers == {"to": [{"podSelector": {"matchLabels": selector}}], "ports": [{"port": 30000, "protocol": "TCP"}]}
+    assert "to" not in dns and {p["port"] for p in dns["ports"]} == {53, 5353}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_replicas_find_each_other(overlay):
+    """Each pod should name its replica after itself and reach the others through the headless Service
+    (also while not ready), with settings the gateway accepts; disruptions take one replica at a time."""
+    (workload,) = of_kind(overlay, "StatefulSet")
+    _, container, env = server(overlay)
+    peers = peers_service(overlay)
+    assert workload["spec"]["serviceName"] == peers["metadata"]["name"]
+    assert peers["spec"]["publishNotReadyAddresses"] is True
+    assert peers["spec"]["selector"] == workload["spec"]["selector"]["matchLabels"]
+    replica_id = next(e for e in container["env"] if e["name"] == "REPLICA_ID")
+    assert replica_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["PEER_URL"] == f"http://{{replica}}.{peers['metadata']['name']}:30000"
+    pod_name = f"{workload['metadata']['name']}-0"
+    GatewaySettings.from_env({"REPLICA_ID": pod_name, "PEER_URL": env["PEER_URL"]})
+    (budget,) = of_kind(overlay, "PodDisruptionBudget")
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": workload["spec"]["selector"]}
+    expected = 2 if overlay.startswith("scale-out/") else 1
+    assert workload["spec"]["replicas"] == expected
 
 
 @pytest.mark.parametrize("key", sorted(models.VARIANTS))
@@ -205,9 +242,9 @@ def test_storage_claim_is_what_the_servers_mount():
     assert not mount.get("readOnly")
 
 
-def test_every_model_has_both_overlays():
-    """Each supported model should have an OpenShift and a Kubernetes overlay."""
-    for flavour in ("openshift", "kubernetes"):
+def test_every_model_has_its_overlays():
+    """Each supported model should have an OpenShift, a Kubernetes and a scale-out overlay."""
+    for flavour in ("openshift", "kubernetes", "scale-out"):
         assert sorted(p.name for p in (DEPLOY / flavour).iterdir()) == sorted(models.VARIANTS)
 
 
@@ -218,9 +255,9 @@ def test_container_tests_run_the_declared_pod(tmp_path):
 
     assert {"--read-only", "no-new-privileges", "ALL", "/tmp:rw,exec,mode=1777"} <= set(OPENSHIFT)
     assert OPENSHIFT[OPENSHIFT.index("--shm-size") + 1] == "16g"
-    changed = tmp_path / "deployment.yaml"
+    changed = tmp_path / "statefulset.yaml"
     changed.write_text(
-        (DEPLOY / "base/deployment.yaml").read_text().replace("            runAsNonRoot: true\n",
+        (DEPLOY / "base/statefulset.yaml").read_text().replace("            runAsNonRoot: true\n",
                                                               "            runAsNonRoot: true\n            runAsUser: 0\n")
     )  # fmt: skip
     with pytest.raises(AssertionError, match="runAsUser"):
@@ -243,7 +280,7 @@ def test_documented_kubernetes_overlay_works(tmp_path):
     proc = subprocess.run([str(BIN / "kubectl"), "kustomize", str(overlay)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     docs = {d["kind"]: d for d in yaml.safe_load_all(proc.stdout) if d}
-    image = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    image = docs["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "registry.internal.example/ai/glm-image-sglang:<tag>"
     assert docs["Ingress"]["spec"]["rules"][0]["host"] == "glm-image.apps.internal.example"
 
@@ -252,8 +289,8 @@ def test_documented_kubernetes_overlay_works(tmp_path):
 def test_documented_sizes_match_the_overlays(key):
     """docs/openshift.md's table should give each model's names, folder, memory and times as deployed."""
     _, container, env = server(f"openshift/{key}")
-    (deployment,) = of_kind(f"openshift/{key}", "Deployment")
-    name = deployment["metadata"]["name"]
+    (workload,) = of_kind(f"openshift/{key}", "StatefulSet")
+    name = workload["metadata"]["name"]
     row = next(line for line in DOCS.read_text().splitlines() if line.startswith("| ") and f"`{name}`" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
     resources = container["resources"]

@@ -38,6 +38,9 @@ CPU_ENV = {
     "SGLANG_EXTRA_ARGS": "--warmup-mode off",  # the gateway's test generation is the warm-up
     "TORCHDYNAMO_DISABLE": "1",  # torch.compile costs ~10 s per new shape on 2 cores
     "GRACEFUL_SHUTDOWN_TIMEOUT": "20",
+    # as the deploy/ manifests run it: ids carry the replica name (the forwarding itself is in the gateway tier)
+    "REPLICA_ID": "e2e-0",
+    "PEER_URL": "http://{replica}.e2e-peers:30000",
 }
 FOLDERS = {  # names that do not contain the repo names: detection must come from the files
     "glm-image": "weights-glm",

@@ -58,6 +58,7 @@ def test_generation_url_and_content(server):
         "prompt": "a red fox", "size": "32x32", "num_inference_steps": 2, "generator_device": "cpu",
         "response_format": "url"})  # fmt: skip
     assert resp.status_code == 200, resp.text
+    assert resp.json()["data"][0]["url"].startswith("/v1/images/e2e-0.")  # REPLICA_ID in the URL
     content = server.client.get(resp.json()["data"][0]["url"])
     assert content.status_code == 200 and Image.open(io.BytesIO(content.content)).size == (32, 32)
 

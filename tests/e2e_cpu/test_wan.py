@@ -47,6 +47,7 @@ def test_t2v_identity_from_files(t2v):
 def test_t2v_async_job(t2v):
     """/v1/videos should create a job that can be polled and whose MP4 decodes to the requested frames and size."""
     job = t2v.client.post("/v1/videos", json={"prompt": "a cat surfing", **SMALL}).json()
+    assert job["id"].startswith("e2e-0.")  # REPLICA_ID: the replica that owns it
     assert wait_job(t2v.client, job["id"])["status"] == "completed"
     content = t2v.client.get(f"/v1/videos/{job['id']}/content")
     frames, width, height, fps = decode_mp4(content.content)

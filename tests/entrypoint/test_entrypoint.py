@@ -85,6 +85,13 @@ def test_bad_setting(env, tmp_path):
     assert_clean_error(run(env | {"MODEL_PATH": "/m", "OFFLOAD": "yes"}), 2, "ERROR: OFFLOAD='yes' is not one of")
 
 
+def test_bad_gateway_setting_refused_before_the_load(env, tmp_path):
+    """A gateway setting that cannot work should stop the container up front, before SGLang starts."""
+    proc = run(env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-ti2v-5b")), "REPLICA_ID": "pod-0"})
+    assert_clean_error(proc, 2, "REPLICA_ID and PEER_URL go together")
+    assert not Path(env["FAKE_SGLANG_RECORD"]).exists()
+
+
 def test_check_prints_command_without_starting(env, tmp_path):
     """`check` should validate, print the final command and start nothing."""
     proc = run(env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-ti2v-5b"))}, "check")

@@ -9,10 +9,12 @@ import base64
 import io
 import itertools
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -144,3 +146,27 @@ def create_fake(b: Behaviour) -> Starlette:
             Route("/model_info", admin),
         ]
     )
+
+
+class Served:
+    """An ASGI app served by uvicorn in a thread (no signal handlers: they belong to the main thread)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=self.port, log_level="warning"))
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -43,6 +43,9 @@ POLL_SECONDS = 1.0
 DRAIN_POLL_SECONDS = 1.0
 DRAIN_LOG_EVERY = 10.0
 FETCH_WINDOW = 60.0  # seconds a video that finished during the drain stays downloadable before we exit
+REPLICA = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+CONTENT_URL = re.compile(r"(/v1/(?:images|videos)/)([^/?#]+)(/content)")
+FORWARDED = "x-glm-image-sglang-forwarded"  # set on a request passed to its owner replica (no second hop)
 
 
 @dataclass
@@ -155,6 +158,82 @@ class Gateway:
                 None,
                 "upstream_unavailable",
             ) from None
+
+    # --- replicas ---------------------------------------------------------------------------------------
+    def public_id(self, upstream_id: str) -> str:
+        """The id a client sees: with REPLICA_ID, prefixed by the replica that made it."""
+        replica = self.settings.replica_id
+        return f"{replica}.{upstream_id}" if replica and self.owner_of(upstream_id)[0] is None else upstream_id
+
+    def owner_of(self, public_id: str) -> tuple[str | None, str]:
+        """(the replica that made it, SGLang's own id); no owner for ids without a replica prefix."""
+        if self.settings.replica_id and "." in public_id:
+            owner, rest = public_id.split(".", 1)
+            if REPLICA.match(owner) and rest:
+                return owner, rest
+        return None, public_id
+
+    def publish(self, body: Any) -> Any:
+        """SGLang's answer about jobs and files as clients see it: ids and content URLs carry the replica."""
+        if not self.settings.replica_id:
+            return body
+        if isinstance(body, list):
+            return [self.publish(item) for item in body]
+        if not isinstance(body, dict):
+            return body
+        out: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "id" and isinstance(value, str):
+                out[key] = self.public_id(value)
+            elif key == "url" and isinstance(value, str):
+                out[key] = CONTENT_URL.sub(lambda m: m[1] + self.public_id(m[2]) + m[3], value)
+            else:
+                out[key] = self.publish(value) if key == "data" else value
+        return out
+
+    def relay_public(self, resp: httpx.Response) -> Response:
+        """relay() for answers that name jobs or files."""
+        if resp.status_code >= 400 or not self.settings.replica_id:
+            return self.relay(resp)
+        try:
+            return JSONResponse(self.publish(resp.json()), resp.status_code)
+        except ValueError:
+            return self.relay(resp)
+
+    async def forward(self, request: Request, owner: str, public_id: str) -> Response:
+        """A request for another replica's job or file, passed to that replica's gateway as it came."""
+        if request.headers.get(FORWARDED):
+            raise ApiError(404, f"'{public_id}' is not on replica {owner} (forwarded here already).", None, "not_found")
+        assert self.settings.peer_url is not None and self.settings.replica_id is not None
+        headers = {k: request.headers[k] for k in ("authorization", "x-request-id") if k in request.headers}
+        headers[FORWARDED] = self.settings.replica_id
+        url = self.settings.peer_url.format(replica=owner) + request.url.path
+        req = self.http.build_request(request.method, url, params=request.query_params, headers=headers, timeout=60)
+        try:
+            resp = await self.http.send(req, stream=True)
+        except httpx.TransportError:
+            raise ApiError(
+                404,
+                f"'{public_id}' belongs to replica {owner}, which is gone (restarted, moved or scaled down): its "
+                "jobs and files went with it. Create it again.",
+                None,
+                "replica_gone",
+            ) from None
+        headers = {
+            k: resp.headers[k] for k in ("content-type", "content-length", "content-disposition") if k in resp.headers
+        }
+        return StreamingResponse(
+            resp.aiter_raw(), resp.status_code, headers=headers, background=BackgroundTask(resp.aclose)
+        )
+
+    def not_on_this_replica(self, kind: str, public_id: str) -> ApiError:
+        return ApiError(
+            404,
+            f"{kind} '{public_id}' is not on replica {self.settings.replica_id}: an unknown id, or one made before "
+            "this replica restarted (SGLang keeps jobs and files in memory and on the pod's own disk).",
+            None,
+            "not_found",
+        )
 
     @staticmethod
     def relay(resp: httpx.Response) -> Response:
@@ -459,7 +538,7 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
             resp = await gw.call("POST", "/v1/images/generations", settings.request_timeout, json=data)
         if resp.status_code == 200:
             gw.metrics.generation.labels("image").observe(time.monotonic() - t0)
-        return gw.relay(resp)
+        return gw.relay_public(resp)
 
     async def images_edits(request: Request) -> Response:
         if not is_multipart(request):
@@ -496,12 +575,18 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
             )
         if resp.status_code == 200:
             gw.metrics.generation.labels("image_edit").observe(time.monotonic() - t0)
-        return gw.relay(resp)
+        return gw.relay_public(resp)
 
     async def image_content(request: Request) -> Response:
-        image_id = check_id(request.path_params["image_id"])
+        public_id = check_id(request.path_params["image_id"])
+        owner, image_id = gw.owner_of(public_id)
+        if owner is not None and owner != settings.replica_id:
+            return await gw.forward(request, owner, public_id)
         query = {"variant": request.query_params["variant"]} if "variant" in request.query_params else None
-        return await stream(f"/v1/images/{image_id}/content", query)
+        response = await stream(f"/v1/images/{image_id}/content", query)
+        if response.status_code == 404 and owner is not None:
+            raise gw.not_on_this_replica("image", public_id)
+        return response
 
     async def stream(path: str, params: dict[str, str] | None = None) -> Response:
         req = gw.http.build_request("GET", gw.upstream + path, params=params, timeout=60)
@@ -546,21 +631,32 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
         return await gw.call("POST", "/v1/videos", 60, json=data)
 
     async def videos(request: Request) -> Response:
-        if request.method == "GET":
-            return gw.relay(await gw.call("GET", "/v1/videos", params=dict(request.query_params)))
+        if request.method == "GET":  # this replica's jobs
+            return gw.relay_public(await gw.call("GET", "/v1/videos", params=dict(request.query_params)))
         data, uploads = await video_request(request, sync=False)
         gw.note_prompt(request, data)
         gw.require_ready()
         await gw.check_video_capacity()
-        return gw.relay(await create_job(data, uploads))
+        return gw.relay_public(await create_job(data, uploads))
 
     async def video(request: Request) -> Response:
-        video_id = check_id(request.path_params["video_id"])
-        return gw.relay(await gw.call(request.method, f"/v1/videos/{video_id}"))
+        public_id = check_id(request.path_params["video_id"])
+        owner, video_id = gw.owner_of(public_id)
+        if owner is not None and owner != settings.replica_id:
+            return await gw.forward(request, owner, public_id)
+        resp = await gw.call(request.method, f"/v1/videos/{video_id}")
+        if resp.status_code == 404 and owner is not None:
+            raise gw.not_on_this_replica("video", public_id)
+        return gw.relay_public(resp)
 
     async def video_content(request: Request) -> Response:
-        video_id = check_id(request.path_params["video_id"])
+        public_id = check_id(request.path_params["video_id"])
+        owner, video_id = gw.owner_of(public_id)
+        if owner is not None and owner != settings.replica_id:
+            return await gw.forward(request, owner, public_id)
         response = await stream(f"/v1/videos/{video_id}/content")
+        if response.status_code == 404 and owner is not None:
+            raise gw.not_on_this_replica("video", public_id)
         if response.status_code == 200 and gw.draining_since is not None:
             gw.fetched.add(video_id)
         return response
@@ -591,7 +687,7 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
                 return gw.relay(content)
             item = {"b64_json": base64.b64encode(content.content).decode()}
         job = {k: val for k, val in job.items() if k not in ("file_path", "file_paths")}
-        return JSONResponse({**job, "url": url, "created": job.get("created_at"), "data": [item]})
+        return JSONResponse(gw.publish({**job, "url": url, "created": job.get("created_at"), "data": [item]}))
 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # No keep-alive to SGLang: against the real server, the request right after one that raised in
