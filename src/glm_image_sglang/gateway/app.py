@@ -161,9 +161,10 @@ class Gateway:
 
     # --- replicas ---------------------------------------------------------------------------------------
     def public_id(self, upstream_id: str) -> str:
-        """The id a client sees: with REPLICA_ID, prefixed by the replica that made it."""
+        """The id a client sees: with REPLICA_ID, prefixed by the replica that made it (a DNS label, so the
+        first '.' ends it whatever SGLang's id contains)."""
         replica = self.settings.replica_id
-        return f"{replica}.{upstream_id}" if replica and self.owner_of(upstream_id)[0] is None else upstream_id
+        return f"{replica}.{upstream_id}" if replica else upstream_id
 
     def owner_of(self, public_id: str) -> tuple[str | None, str]:
         """(the replica that made it, SGLang's own id); no owner for ids without a replica prefix."""
