@@ -11,45 +11,43 @@ import sys
 import time
 from typing import Any
 
+import uvicorn
+
 from ..errors import LauncherError
 from ..models import VARIANTS
 from ..settings import GatewaySettings
 
 
-def _draining_server_class(uvicorn: Any) -> Any:
-    class DrainingServer(uvicorn.Server):  # type: ignore[misc]
-        """uvicorn, except that the first SIGTERM drains (Gateway.drain) before uvicorn's own shutdown:
-        uvicorn alone would close the port at once, so nobody could poll or download a video that
-        finishes during the grace period. A second signal (or SIGINT) stops at once."""
+class DrainingServer(uvicorn.Server):
+    """uvicorn, except that the first SIGTERM drains (Gateway.drain) before uvicorn's own shutdown:
+    uvicorn alone would close the port at once, so nobody could poll or download a video that
+    finishes during the grace period. A second signal (or SIGINT) stops at once."""
 
-        def __init__(self, config: Any, gw: Any, grace: float) -> None:
-            super().__init__(config)
-            self.gw, self.grace = gw, grace
-            self.loop: asyncio.AbstractEventLoop | None = None
-            self.drain_task: asyncio.Task[None] | None = None
+    def __init__(self, config: uvicorn.Config, gw: Any, grace: float) -> None:
+        super().__init__(config)
+        self.gw, self.grace = gw, grace
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.drain_task: asyncio.Task[None] | None = None
 
-        async def startup(self, sockets: Any = None) -> None:
-            self.loop = asyncio.get_running_loop()
-            await super().startup(sockets)
+    async def startup(self, sockets: Any = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets)
 
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            if sig != signal.SIGTERM or self.drain_task is not None or self.loop is None or self.should_exit:
-                super().handle_exit(sig, frame)
-                return
-            self.loop.call_soon_threadsafe(self._start_drain)
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if sig != signal.SIGTERM or self.drain_task is not None or self.loop is None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self.loop.call_soon_threadsafe(self._start_drain)
 
-        def _start_drain(self) -> None:
-            if self.drain_task is None:
-                started = time.monotonic()
-                self.drain_task = asyncio.ensure_future(self.gw.drain(self.grace))
-                self.drain_task.add_done_callback(lambda _: self._after_drain(started))
+    def _start_drain(self) -> None:
+        if self.drain_task is None:
+            self.drain_task = asyncio.ensure_future(self.gw.drain(self.grace))
+            self.drain_task.add_done_callback(self._after_drain)
 
-        def _after_drain(self, started: float) -> None:
-            # downloads still open get what is left of the grace period
-            self.config.timeout_graceful_shutdown = max(1, int(self.grace - (time.monotonic() - started)))
-            self.should_exit = True
-
-    return DrainingServer
+    def _after_drain(self, _: asyncio.Task[None]) -> None:
+        # downloads still open get what is left of the grace period
+        self.config.timeout_graceful_shutdown = max(1, int(self.grace - (time.monotonic() - self.gw.draining_since)))
+        self.should_exit = True
 
 
 def main(argv: list[str]) -> int:
@@ -72,8 +70,6 @@ def main(argv: list[str]) -> int:
         return e.exit_code
     logging.basicConfig(level=args.log_level.upper(), format="[gateway] %(message)s", stream=sys.stdout)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
-    import uvicorn
-
     from .app import create_app
 
     variant = VARIANTS.get(args.model_variant or "")
@@ -87,7 +83,6 @@ def main(argv: list[str]) -> int:
         " ".join(f"{k}={val}" for k, val in shown.items()),
     )
     app = create_app(args.upstream, settings, variant)
-    DrainingServer = _draining_server_class(uvicorn)
     config = uvicorn.Config(
         app,
         host=args.host,
