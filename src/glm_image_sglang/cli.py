@@ -46,8 +46,8 @@ def _build_info() -> str:
 
 def prepare(settings: Settings) -> Prepared:
     """Everything up to the final argv, with every check. Raises LauncherError."""
-    if settings.gateway:
-        GatewaySettings.from_env()  # the gateway's settings too, before the minutes-long load
+    # the gateway's settings too, before the minutes-long load
+    gateway_settings = GatewaySettings.from_env() if settings.gateway else None
     path = models.resolve_model_path(settings.model_path, settings.hf_home)
     model = models.inspect(path, settings.model_variant)
     models.require_complete(model)
@@ -71,7 +71,11 @@ def prepare(settings: Settings) -> Prepared:
         taken.append(settings.port + 1)
     scheduler = settings.scheduler_port or preflight.free_port("127.0.0.1", 5555, avoid=taken)
     master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[*taken, scheduler])
-    launch = sglang_args.build(settings, model, plan, scheduler, master, preflight.probe_sglang_flags(), listen)
+    # the gateway's readiness generation (READY_PROBE=generate) replaces SGLang's own warm-up
+    probe_generates = bool(gateway_settings and gateway_settings.ready_probe == "generate" and model.variant)
+    launch = sglang_args.build(
+        settings, model, plan, scheduler, master, preflight.probe_sglang_flags(), listen, own_warmup=not probe_generates
+    )
     _link_alias(sglang_args.model_path_for_sglang(settings, model), model.path)
     env = sglang_args.child_env(settings, dict(os.environ))
     gateway_argv = None
@@ -89,6 +93,8 @@ def prepare(settings: Settings) -> Prepared:
             str(settings.port),
             "--graceful-shutdown-timeout",
             str(settings.graceful_shutdown_timeout),
+            "--ready-timeout",
+            str(settings.startup_timeout),
             "--log-level",
             settings.log_level,
         ]

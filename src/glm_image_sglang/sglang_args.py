@@ -15,8 +15,8 @@ from .models import ModelInfo
 from .plan import Plan
 from .settings import Settings
 
-# Passed only when the installed SGLang knows them (added after 0.5.16, the GPU device's version).
-OPTIONAL_FLAGS = ("--http-graceful-shutdown-timeout", "--served-model-name", "--enable-metrics")
+# Passed only when the installed SGLang knows them (the first three came after 0.5.16, the GPU device's version).
+OPTIONAL_FLAGS = ("--http-graceful-shutdown-timeout", "--served-model-name", "--enable-metrics", "--warmup-mode")
 
 # offload mode -> SGLang's per-component switches. Every switch is always passed: SGLang otherwise
 # picks its own offload from the GPU size (layerwise DiT offload on an 80 GB GPU for Wan2.2-A14B,
@@ -63,8 +63,11 @@ def build(
     master_port: int,
     supported: Iterable[str] | None = None,
     listen: tuple[str, int] | None = None,
+    own_warmup: bool = True,
 ) -> Launch:
-    """listen: where SGLang binds; default HOST:PORT (no gateway), else the gateway's loopback upstream."""
+    """listen: where SGLang binds; default HOST:PORT (no gateway), else the gateway's loopback upstream.
+    own_warmup=False: the gateway's readiness generation is the warm-up, so SGLang runs none of its own
+    (`sglang serve` runs one at the model's default size and holds every request until it is done)."""
     host, port = listen or (settings.host, settings.port)
     have = None if supported is None else set(supported)
     argv = [settings.sglang_bin, "serve", "--model-type", "diffusion"]
@@ -90,6 +93,8 @@ def build(
     ]
     if settings.served_model_name:
         optional.append(("--served-model-name", settings.served_model_name))
+    if not own_warmup:
+        optional.append(("--warmup-mode", "off"))
     dropped: list[str] = []
     for flag, value in optional:
         if have is None or flag in have:

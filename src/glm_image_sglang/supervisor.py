@@ -21,9 +21,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+
+from .startup_phases import StartupPhases
 
 PROGRESS_EVERY = 10.0  # seconds between "still loading" lines
 KILL_MARGIN = 10.0  # seconds after the graceful-shutdown timeout before SIGKILL (SGLang's own exit)
@@ -70,6 +72,7 @@ class Child:
     proc: subprocess.Popen[str] | None = None
     pump: threading.Thread | None = None
     terminated: bool = False
+    on_line: Callable[[str], None] | None = None  # sees every output line as it arrives
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -94,6 +97,8 @@ class Child:
             sys.stdout.write(line)
             sys.stdout.flush()
             self.tail.append(line.rstrip("\n"))
+            if self.on_line is not None:
+                self.on_line(line)
 
     @property
     def running(self) -> bool:
@@ -136,6 +141,7 @@ class Supervisor:
         self.startup_timeout = startup_timeout
         self.stop_requested_at: float | None = None
         self.timed_out = False
+        self.phases = StartupPhases()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested_at is None:
@@ -168,11 +174,13 @@ class Supervisor:
                 error(f"cannot start {child.name} ({child.argv[0]}): {e.strerror}. Is it installed in this image?")
                 self._stop_all()
                 return 5
+        started = time.monotonic()
+        self.phases = StartupPhases(started)
         for child in self.children:
+            child.on_line = self.phases.observe
             child.start_pump()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        started = time.monotonic()
         next_progress = started + PROGRESS_EVERY
         ready = False
         while all(c.running for c in self.children):
@@ -188,14 +196,17 @@ class Supervisor:
                 if status == 200:
                     ready = True
                     log(f"ready: {self.health_url} answered 200 after {now - started:.0f} s")
+                    log(f"start-up phases: {self.phases.summary(now - started)}")
                 elif now >= next_progress:
                     state = "port closed" if status is None else f"/health {status} {body.strip()[:200]}"
                     log(f"still loading... ({now - started:.0f} s, {state})")
                     next_progress = now + PROGRESS_EVERY
                 if not ready and self.startup_timeout and now - started > self.startup_timeout:
+                    state = "port closed" if status is None else f"/health {status} {body.strip()[:300]}"
                     error(
-                        f"not ready after {self.startup_timeout:.0f} s (STARTUP_TIMEOUT); stopping. "
-                        f"Raise STARTUP_TIMEOUT if the model loads from slow storage."
+                        f"not ready after {self.startup_timeout:.0f} s (STARTUP_TIMEOUT; last state: {state}); "
+                        f"stopping. Raise STARTUP_TIMEOUT if the model loads from slow storage. Phases so far: "
+                        f"{self.phases.summary(now - started)}"
                     )
                     self.timed_out = True
                     self._on_signal(signal.SIGTERM, None)

@@ -35,7 +35,6 @@ E2E_PYTHON = Path(os.environ.get("E2E_PYTHON", ROOT / ".venv-e2e" / "bin" / "pyt
 READY_TIMEOUT = 420
 CPU_ENV = {
     "REQUIRE_GPU": "false",
-    "SGLANG_EXTRA_ARGS": "--warmup-mode off",  # the gateway's test generation is the warm-up
     "TORCHDYNAMO_DISABLE": "1",  # torch.compile costs ~10 s per new shape on 2 cores
     "GRACEFUL_SHUTDOWN_TIMEOUT": "20",
     # as the deploy/ manifests run it: ids carry the replica name (the forwarding itself is in the gateway tier)

@@ -30,6 +30,16 @@ def test_health_only_after_load(server):
     assert any(seen is None or seen[0] == 503 for seen in server.health_seen[:-1])
 
 
+def test_one_warmup_and_start_up_phases(server):
+    """The gateway's test generation should be the only warm-up (the launcher turns SGLang's own off), and
+    the launcher should say where the start-up seconds went, with each component's weight load."""
+    logs = server.logs()
+    assert "--warmup-mode off" in logs and "fired up and ready to roll" not in logs
+    phases = next(line for line in logs.splitlines() if "[launcher] start-up phases:" in line)
+    assert "process start and imports" in phases and "transformer " in phases, phases
+    assert "readiness generation" in phases, phases
+
+
 def test_served_through_alias(server):
     """A GLM-Image folder without 'glm-image' in its name should be served through the GLM-Image alias."""
     logs = server.logs()

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -121,6 +122,20 @@ def test_sglang_behind_gateway_on_loopback(env, tmp_path):
     assert argv[argv.index("--port") + 1] != env["PORT"]
 
 
+@pytest.mark.parametrize(
+    ("extra", "sglang_warms_up"),
+    [({}, False), ({"READY_PROBE": "health"}, True), ({"GATEWAY": "false"}, True)],
+)
+def test_one_warmup_only(env, tmp_path, extra, sglang_warms_up):
+    """With the gateway's test generation (the default) SGLang should run no warm-up of its own and the
+    gateway should get the start-up window; without that generation SGLang keeps its warm-up."""
+    proc = run(env | {"MODEL_PATH": str(make(tmp_path / "m", "wan2.2-ti2v-5b")), **extra}, "check")
+    assert proc.returncode == 0, proc.stderr
+    assert ("--warmup-mode off" not in proc.stdout) == sglang_warms_up
+    if "GATEWAY" not in extra:
+        assert "--ready-timeout 1800" in proc.stdout
+
+
 def test_gateway_off_sglang_on_public_port(env, tmp_path):
     """GATEWAY=false should put SGLang itself on HOST:PORT, with a warning."""
     env = env | {"MODEL_PATH": str(make(tmp_path / "m", "glm-image")), "FAKE_SGLANG_MODE": "exit:0", "GATEWAY": "false"}
@@ -202,25 +217,45 @@ def wait_for(predicate, timeout=30):
     return False
 
 
+class Lines:
+    """A child's output lines, read as they come (so a test can wait for one)."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(stream), daemon=True)
+        self.thread.start()
+
+    def has(self, text):
+        return any(text in line for line in list(self.lines))
+
+    @property
+    def text(self):
+        return "".join(self.lines)
+
+
 def test_ready_reported_and_sigterm_reaches_server(env, tmp_path):
-    """The launcher should log loading progress and readiness, forward SIGTERM to SGLang and exit 0."""
+    """The launcher should log loading progress, readiness with the start-up phases, forward SIGTERM to
+    SGLang and exit 0."""
     env = env | {
         "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
         "FAKE_SGLANG_MODE": "serve",
-        "FAKE_SGLANG_LOAD_S": "11",
+        "FAKE_SGLANG_LOAD_S": "11",  # more than one progress interval (10 s)
         "READY_PROBE": "health",  # the fake answers /health only; the real test generation is in e2e tiers
     }
     proc = start(env)
+    out = Lines(proc.stdout)
     signal_file = Path(env["FAKE_SGLANG_RECORD"] + ".signal")
     try:
-        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"]).exists())
-        time.sleep(13)
+        assert wait_for(lambda: out.has("[launcher] start-up phases:"), timeout=300), out.text[-3000:]
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=60)
+        out.thread.join(timeout=10)
+        err = proc.stderr.read()
     finally:
         proc.kill()
-    assert "still loading... (1" in out and '/health 503 {"status":"loading"' in out
-    assert "[launcher] ready: http://127.0.0.1:" in out
+    assert "still loading... (1" in out.text and '/health 503 {"status":"loading"' in out.text
+    assert "[launcher] ready: http://127.0.0.1:" in out.text
+    assert "start-up phases: process start and imports " in out.text and "transformer " in out.text
     assert signal_file.read_text() == "SIGTERM"
     assert proc.returncode == 0, err
 
@@ -261,7 +296,8 @@ def test_startup_timeout(env, tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 5
-    assert "not ready after 2 s (STARTUP_TIMEOUT)" in err
+    assert "not ready after 2 s (STARTUP_TIMEOUT; last state: " in err
+    assert "Phases so far: " in err  # where the seconds went, even when it never got ready
 
 
 def test_server_crash_while_serving_stops_container(env, tmp_path):

@@ -31,9 +31,11 @@ def upstream(behaviour: Behaviour) -> Iterator[Served]:
 
 
 class Gateway:
-    def __init__(self, upstream: Served, variant: str | None, env: dict[str, str], wait_ready: bool) -> None:
+    def __init__(
+        self, upstream: Served, variant: str | None, env: dict[str, str], wait_ready: bool, ready_timeout: float = 0
+    ) -> None:
         self.settings = GatewaySettings.from_env(env)
-        self.app = create_app(upstream.url, self.settings, VARIANTS.get(variant or ""))
+        self.app = create_app(upstream.url, self.settings, VARIANTS.get(variant or ""), ready_timeout)
         self.served = Served(self.app)
         self.client = httpx.Client(base_url=self.served.url, timeout=30)
         if wait_ready:
@@ -54,8 +56,10 @@ class Gateway:
 def make_gateway(upstream: Served) -> Iterator[Any]:
     made: list[Gateway] = []
 
-    def make(variant: str | None = "glm-image", wait_ready: bool = True, **env: Any) -> Gateway:
-        gw = Gateway(upstream, variant, {k.upper(): str(v) for k, v in env.items()}, wait_ready)
+    def make(
+        variant: str | None = "glm-image", wait_ready: bool = True, ready_timeout: float = 0, **env: Any
+    ) -> Gateway:
+        gw = Gateway(upstream, variant, {k.upper(): str(v) for k, v in env.items()}, wait_ready, ready_timeout)
         made.append(gw)
         return gw
 

@@ -42,16 +42,26 @@ class Behaviour:
     delay: float = 0.0  # seconds each generation takes
     job_seconds: float = 0.3  # how long a video job runs
     fail_generation: bool = False
+    # SGLang's server warm-up: /health answers 200 while every other request waits until it is over
+    warmup_seconds: float = 0.0
+    hang_generation: bool = False  # a generation that never answers
+    started: float = field(default_factory=time.monotonic)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)  # (method, path, body)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     images: dict[str, bytes] = field(default_factory=dict)
 
 
-def create_fake(b: Behaviour) -> Starlette:
+def create_fake(b: Behaviour) -> Any:
     ids = itertools.count(1)
 
     def record(request: Request, body: Any) -> None:
         b.requests.append((request.method, request.url.path, body))
+
+    async def warmup_gate(scope: Any, receive: Any, send: Any) -> None:
+        """Like SGLang's `wait_for_server_warmup` middleware: requests other than /health wait."""
+        if scope["type"] == "http" and scope["path"] != "/health":
+            await asyncio.sleep(max(0.0, b.started + b.warmup_seconds - time.monotonic()))
+        await app(scope, receive, send)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok" if b.health == 200 else "loading"}, b.health)
@@ -69,6 +79,8 @@ def create_fake(b: Behaviour) -> Starlette:
             size = f"{body.get('width', 64)}x{body.get('height', 64)}"
         record(request, body)
         await asyncio.sleep(b.delay)
+        while b.hang_generation:
+            await asyncio.sleep(0.05)
         if b.fail_generation:
             return JSONResponse({"detail": "CUDA error: out of memory"}, 500)
         width, height = (int(x) for x in size.split("x"))
@@ -131,7 +143,7 @@ def create_fake(b: Behaviour) -> Starlette:
         record(request, None)
         return JSONResponse({"success": True})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/health", health),
             Route("/v1/models", models),
@@ -146,6 +158,7 @@ def create_fake(b: Behaviour) -> Starlette:
             Route("/model_info", admin),
         ]
     )
+    return warmup_gate  # type: ignore[return-value]
 
 
 class Served:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from fake_sglang import MP4, png
+from glm_image_sglang.gateway import app as gateway_app
 
 pytestmark = pytest.mark.gateway
 
@@ -146,6 +147,56 @@ def test_failed_test_generation_stays_not_ready(make_gateway, behaviour, caplog)
     health = gw.client.get("/health")
     assert health.status_code == 503 and "CUDA error: out of memory" in health.json()["detail"]
     assert "the test generation failed" in caplog.text
+
+
+def health_states(gw, until: str, timeout: float = 20) -> list[str]:
+    """Every /health state seen (in order, repeats folded) until `until` shows up."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while not seen or seen[-1] != until:
+        assert time.monotonic() < deadline, (seen, gw.client.get("/health").text)
+        state = gw.client.get("/health").json()["status"]
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        time.sleep(0.02)
+    return seen
+
+
+@pytest.mark.parametrize("variant", ["wan2.2-ti2v-5b", "glm-image"])
+def test_slow_first_generation_is_waited_for(make_gateway, behaviour, monkeypatch, variant):
+    """A first generation slower than an ordinary upstream call (kernel compiles; here SGLang's own
+    warm-up holding every request, as the real server does) should leave /health 'warming' until it
+    succeeds: never 'failed', and one test generation, not a retry on top."""
+    monkeypatch.setattr(gateway_app, "CALL_TIMEOUT", 0.3)  # the old fixed 30 s limit, scaled down
+    behaviour.warmup_seconds, behaviour.started = 1.5, time.monotonic()
+    gw = make_gateway(variant, wait_ready=False, ready_timeout=60)
+    states = health_states(gw, "ready")
+    assert "warming" in states and "failed" not in states, states
+    path = "/v1/videos" if variant.startswith("wan") else "/v1/images/generations"
+    assert len(forwarded(behaviour, path)) == 1
+
+
+def test_warming_health_says_what_runs_and_for_how_long(make_gateway, behaviour):
+    """While the test generation runs, /health should be 503 'warming', name the kernel compiles and
+    count the seconds."""
+    behaviour.hang_generation = True
+    gw = make_gateway(wait_ready=False, ready_timeout=60)
+    health_states(gw, "warming")
+    first = gw.client.get("/health")
+    assert first.status_code == 503 and "compiles kernels" in first.json()["detail"]
+    deadline = time.monotonic() + 10
+    while gw.client.get("/health").json()["seconds"] <= first.json()["seconds"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_test_generation_bounded_by_the_startup_window(make_gateway, behaviour):
+    """A test generation that never answers should turn /health 'failed' once the start-up window
+    (--ready-timeout, the launcher's STARTUP_TIMEOUT) is over, naming it."""
+    behaviour.hang_generation = True
+    gw = make_gateway(wait_ready=False, ready_timeout=1)
+    assert health_states(gw, "failed")[-2:] == ["warming", "failed"]
+    assert "STARTUP_TIMEOUT" in gw.client.get("/health").json()["detail"]
 
 
 def test_ready_probe_health_only(make_gateway, behaviour):

@@ -95,7 +95,7 @@ def test_optional_flags_dropped_when_unsupported(t2v):
     """Flags the installed SGLang lacks (0.5.16 has no --served-model-name) should be left out and reported."""
     launch = argv(t2v, env={"SERVED_MODEL_NAME": "wan"}, supported={"--model-path"})
     assert "--served-model-name" not in launch.argv
-    assert set(launch.dropped) == set(sglang_args.OPTIONAL_FLAGS)
+    assert set(launch.dropped) == set(sglang_args.OPTIONAL_FLAGS) - {"--warmup-mode"}  # asked for only when off
 
 
 def test_optional_flags_passed_when_supported(t2v):
@@ -132,3 +132,19 @@ def test_listen_behind_gateway(t2v):
     s = Settings.from_env({"MODEL_PATH": str(t2v.path)})
     a = sglang_args.build(s, t2v, plan(), 5555, 30005, None, ("127.0.0.1", 31000)).argv
     assert (flag(a, "--host"), flag(a, "--port")) == ("127.0.0.1", "31000")
+
+
+def test_no_own_warmup_when_the_gateway_probes(t2v):
+    """When the gateway's test generation is the warm-up, SGLang should run none of its own (it would
+    hold every request until it is done, the test generation too)."""
+    s = Settings.from_env({"MODEL_PATH": str(t2v.path)})
+    a = sglang_args.build(s, t2v, plan(), 5555, 30005, None, ("127.0.0.1", 31000), own_warmup=False).argv
+    assert flag(a, "--warmup-mode") == "off"
+    assert "--warmup-mode" not in sglang_args.build(s, t2v, plan(), 5555, 30005).argv
+
+
+def test_warmup_switch_left_out_when_sglang_lacks_it(t2v):
+    """An SGLang without --warmup-mode should not get it (and the launcher says it left it out)."""
+    s = Settings.from_env({"MODEL_PATH": str(t2v.path)})
+    launch = sglang_args.build(s, t2v, plan(), 5555, 30005, {"--model-path"}, own_warmup=False)
+    assert "--warmup-mode" not in launch.argv and "--warmup-mode" in launch.dropped

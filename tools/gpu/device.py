@@ -7,6 +7,12 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
                                                      background (survives the call); `wait` joins it
   python3 tools/gpu/device.py scenario KEY [--stock] the scenario of docs/benchmarks.md for one model;
                                                      --stock: plain `sglang serve` with its defaults
+  python3 tools/gpu/device.py starts KEY RUN [RUN ...]  start-up comparison in one call: each RUN is
+                                                     ours-cold, ours-warm, stock-cold or stock-warm
+                                                     (cold: empty kernel caches; warm: those of the
+                                                     previous run of the same side), each until ready,
+                                                     then the same first requests; prints the table
+  python3 tools/gpu/device.py matmul                 bf16 matmul TFLOP/s (burst and sustained)
 
 The call sequence, sizes and results are in docs/benchmarks.md.
 """
@@ -277,11 +283,12 @@ def versions() -> dict[str, Any]:
 
 
 class Scenario:
-    def __init__(self, key: str, stock: bool, deadline: float) -> None:
+    def __init__(self, key: str, stock: bool, deadline: float, cache: Path | None = None, tag: str = "") -> None:
         import httpx
 
         self.key, self.stock, self.deadline = key, stock, deadline
-        self.label = f"{key}-{'stock' if stock else 'ours'}"
+        self.cache = cache  # ours: CACHE_DIR; stock: HOME (its caches live under ~/.cache, ~/.triton, ~/.nv)
+        self.label = f"{key}-{'stock' if stock else 'ours'}{'-' + tag if tag else ''}"
         self.base = f"http://127.0.0.1:{PORT}"
         self.http = httpx.Client(base_url=self.base, timeout=httpx.Timeout(600, connect=5))
         self.result: dict[str, Any] = {"model": key, "mode": "stock" if stock else "ours", "requests": []}
@@ -298,13 +305,16 @@ class Scenario:
                     "--port", str(PORT)]  # fmt: skip
             if self.key != "glm-image":
                 argv += ["--model-id", NAMES[self.key]]
+            if self.cache is not None:
+                self.cache.mkdir(parents=True, exist_ok=True)
+                env.update(HOME=str(self.cache), XDG_CACHE_HOME=str(self.cache / ".cache"))
         else:
             argv = ["bash", "entrypoint.sh", "serve"]
             data = Path(f"/tmp/data-{self.key}")
             shutil.rmtree(data / "outputs", ignore_errors=True)
-            env.update(MODEL_PATH=str(model), PORT=str(PORT), DATA_DIR=str(data), CACHE_DIR="/tmp/cache",
-                       SGLANG_BIN=str(STAGE / "bin/sglang"), HF_HOME="/tmp/hf", GRACEFUL_SHUTDOWN_TIMEOUT="150",
-                       STARTUP_TIMEOUT="900")  # fmt: skip
+            env.update(MODEL_PATH=str(model), PORT=str(PORT), DATA_DIR=str(data),
+                       CACHE_DIR=str(self.cache or "/tmp/cache"), SGLANG_BIN=str(STAGE / "bin/sglang"),
+                       HF_HOME="/tmp/hf", GRACEFUL_SHUTDOWN_TIMEOUT="150", STARTUP_TIMEOUT="900")  # fmt: skip
         for _ in range(120):  # the previous scenario's workers may still hold the ports
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", PORT)) != 0 and probe.connect_ex(("127.0.0.1", PORT + 1)) != 0:
@@ -312,11 +322,21 @@ class Scenario:
             time.sleep(0.5)
         self.logf = self.log_path.open("w")
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # fmt: skip
+        workdir = Path(f"/tmp/stock-{self.key}") if self.stock else REPO  # stock writes outputs/ and inputs/ here
+        workdir.mkdir(exist_ok=True)
+        self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True, text=True, errors="replace", bufsize=1)  # fmt: skip
+        threading.Thread(target=self.pump, daemon=True).start()
         self.sampler = Sampler(self.proc.pid)
         self.sampler.start()
         log(f"{self.label}: started {' '.join(argv[:3])} pid {self.proc.pid}")
+
+    def pump(self) -> None:
+        """The server's output into the log, each line prefixed with its arrival (seconds since start)."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.logf.write(f"+{time.monotonic() - self.t0:7.1f} {line}")
+            self.logf.flush()
 
     def wait_ready(self) -> bool:
         """Ours: the gateway's /health is 200 only after a real test generation. Stock: /health 200,
@@ -342,7 +362,26 @@ class Scenario:
         text = self.log_path.read_text(errors="replace")
         m = re.search(r"\[launcher\] ready: .*? after ([\d.]+) s", text)
         if m:
+            self.result["launcher_ready_s"] = float(m.group(1))
+        m = re.search(r"\[launcher\] start-up phases: (.*)", text)
+        if m:
+            self.result["phases"] = m.group(1).strip()
+        m = re.search(r"^\+\s*([\d.]+) .*answered /health 200; running a test generation", text, re.M)
+        if m:
             self.result["sglang_health_s"] = float(m.group(1))
+        if self.stock:  # the same phase reading as the launcher's, on stock's timestamped log
+            sys.path.insert(0, str(REPO / "src"))
+            from glm_image_sglang.startup_phases import StartupPhases
+
+            phases = StartupPhases(clock=0.0)
+            for line in text.splitlines():
+                stamp = re.match(r"^\+\s*([\d.]+) (.*)", line)
+                if stamp:
+                    phases.observe(stamp.group(2), now=float(stamp.group(1)))
+            self.result["phases"] = phases.summary(until=self.result["health_200_s"]) + (
+                f"; SGLang's warm-up {self.result['warmup_done_s'] - self.result['health_200_s']:.1f} s"
+            )
+
         log(f"{self.label}: ready {self.result}")
         return True
 
@@ -491,6 +530,8 @@ class Scenario:
                 seen.append(short)
                 self.result.setdefault("log_lines", []).append(line[:400])
         self.result["log_lines"] = self.result.get("log_lines", [])[-80:]
+        compiles = [ln[:200] for ln in text.splitlines() if re.search(r"(?i)compil|\bjit\b|nvcc|autotun", ln)]
+        self.result["compile_lines"] = {"count": len(compiles), "first": compiles[:8]}
         (OUT / f"{self.label}.json").write_text(json.dumps(self.result, indent=1))
 
 
@@ -551,6 +592,88 @@ def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: 
         log(f"{s.label}: memory {s.result['memory']}")
 
 
+# ---------------------------------------------------------------- start-up comparison
+
+
+def first_requests(key: str, rehearse: bool) -> list[tuple[str, dict[str, Any], bool]]:
+    """What a user sends first, at the model's usual size: (name, fields, is_video). Twice the same
+    request, so a first one that pays for kernel compiles shows against the second."""
+    if key == "glm-image":
+        size = "32x32" if rehearse else "1024x1024"
+        one = {"prompt": "a red fox in the snow", "size": size, "num_inference_steps": 10, "seed": 1,
+               "response_format": "b64_json"}  # fmt: skip
+        return [(f"t2i {size} 10 steps", one, False)]  # the AR stage makes a second one ~50 s: once is enough
+    w, h, frames = (1280, 704, 121) if key == "wan2.2-ti2v-5b" else (832, 480, 81)
+    if rehearse:
+        w, h, frames = 256, 256, 9
+    one = {"prompt": "a cat surfing", "size": f"{w}x{h}", "num_frames": frames, "seed": 1, "num_inference_steps": 2}
+    return [(f"{w}x{h}x{frames} 2 steps (first)", one, True), (f"{w}x{h}x{frames} 2 steps (again)", one, True)]
+
+
+def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    deadline = T_START + budget
+    table = []
+    for run in runs:
+        side, temp = run.split("-")
+        cache = Path(f"/tmp/starts-cache/{key}-{side}")
+        if temp == "cold":
+            shutil.rmtree(cache, ignore_errors=True)
+        if deadline - time.monotonic() < 120:
+            log(f"{run}: skipped, {deadline - time.monotonic():.0f} s left")
+            continue
+        s = Scenario(key, side == "stock", deadline, cache=cache, tag=temp)
+        s.result["versions"] = versions()
+        s.start()
+        try:
+            if s.wait_ready():
+                image = test_png(1280, 704) if key == "wan2.2-ti2v-5b" and not rehearse else None
+                for name, fields, video in first_requests(key, rehearse):
+                    if s.left() < 60:
+                        break
+                    if video:
+                        s.video(name, {**fields, **({"fps": 24} if side == "stock" else {})}, image)
+                    else:
+                        s.image(name, fields)
+        finally:
+            s.stop()
+        r = s.result
+        ready = r.get("health_200_s") if side == "ours" else r.get("warmup_done_s")
+        row = {"run": run, "ready_s": ready, "sglang_health_s": r.get("sglang_health_s") or r.get("health_200_s"),
+               "requests_s": [q.get("seconds") for q in r["requests"]], "ok": [q.get("ok") for q in r["requests"]],
+               "peak_rss_gb": r["memory"]["peak_rss_gb"], "peak_gpu_gib": r["memory"]["peak_gpu_gib"],
+               "compile_lines": r.get("compile_lines", {}).get("count"), "phases": r.get("phases")}  # fmt: skip
+        table.append(row)
+        (OUT / f"starts-{key}.json").write_text(json.dumps(table, indent=1))
+    log(f"start-up comparison, {key} (ready: ours = proven /health 200, stock = its warm-up done):")
+    for row in table:
+        log(f"  {row['run']:11} ready {row['ready_s']} s (SGLang /health {row['sglang_health_s']} s), requests "
+            f"{row['requests_s']} ok {row['ok']}, RSS {row['peak_rss_gb']} GB, GPU {row['peak_gpu_gib']} GiB, "
+            f"compile lines {row['compile_lines']}")  # fmt: skip
+        log(f"  {'':11} {row['phases']}")
+
+
+def matmul() -> None:
+    """bf16 8192^3 products: burst (mean of 20 after warm-up) and sustained (10 s), in TFLOP/s."""
+    code = (
+        "import torch, time\n"
+        "n = 8192; a = torch.randn(n, n, device='cuda', dtype=torch.bfloat16); b = torch.randn_like(a)\n"
+        "for _ in range(5): a @ b\n"
+        "torch.cuda.synchronize(); t = time.perf_counter()\n"
+        "for _ in range(20): a @ b\n"
+        "torch.cuda.synchronize(); burst = 20 * 2 * n**3 / (time.perf_counter() - t) / 1e12\n"
+        "k, t = 0, time.perf_counter()\n"
+        "while time.perf_counter() - t < 10:\n"
+        "    for _ in range(50): a @ b\n"
+        "    torch.cuda.synchronize(); k += 50\n"
+        "sustained = k * 2 * n**3 / (time.perf_counter() - t) / 1e12\n"
+        "print(f'matmul bf16 8192^3: burst {burst:.0f} TFLOP/s, sustained (10 s) {sustained:.0f} TFLOP/s on '\n"
+        "      f'{torch.cuda.get_device_name()}')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    log((r.stdout or r.stderr).strip()[-500:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -568,6 +691,12 @@ def main() -> int:
     sc.add_argument("--budget", type=float, default=540, help="seconds from this command's start to the scenario's end")
     sc.add_argument("--no-sigterm", action="store_true")
     sc.add_argument("--rehearse", action="store_true", help="small sizes: the CPU rehearsal with tiny models")
+    st = sub.add_parser("starts")
+    st.add_argument("key", choices=sorted(NAMES))
+    st.add_argument("runs", nargs="+", choices=["ours-cold", "ours-warm", "stock-cold", "stock-warm"])
+    st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
+    st.add_argument("--rehearse", action="store_true")
+    sub.add_parser("matmul")
     args = parser.parse_args()
     if args.cmd == "stage":
         stage()
@@ -575,6 +704,12 @@ def main() -> int:
         build(args.keys, args.scale, args.device)
     elif args.cmd == "wait":
         return 0 if wait_built(args.key, args.limit) else 1
+    elif args.cmd == "matmul":
+        matmul()
+    elif args.cmd == "starts":
+        if not wait_built(args.key, args.budget - 300):
+            return 1
+        run_starts(args.key, args.runs, args.budget, args.rehearse)
     else:
         if not wait_built(args.key, args.budget - 240):
             return 1

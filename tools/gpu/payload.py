@@ -1,6 +1,6 @@
 """Build what the GPU device lacks, as xz parts small enough to travel with a device call.
 
-usage: python3 tools/gpu/payload.py [--part-mib 60]
+usage: python3 tools/gpu/payload.py [--part-mib 60] [--level 6]
 
 Reads tools/gpu/packages.txt, downloads the wheels for CPython 3.12 / x86-64 (no dependencies
 resolved: the list is the resolved, reduced set), unpacks each group into a site tree and writes
@@ -8,13 +8,19 @@ resolved: the list is the resolved, reduced set), unpacks each group into a site
   core     SGLang 0.5.16 and the Python packages the device image lacks (about 60 MiB)
   kernels  CuTe DSL, flashinfer, quack: needed by full-size layers (about 75 MiB)
   fa3      sglang-kernel's flash-attention 3 library, flash_ops.abi3.so (about 140 MiB)
-The device side (tools/gpu/device.sh stage) joins, checks and unpacks them into /tmp/site.
+The device side (tools/gpu/device.py stage) joins, checks and unpacks them into /tmp/site.
+
+Packing is the slow part (the fa3 library is 1.1 GB): each group's archive is kept in a cache outside
+the checkout ($GPU_PAYLOAD_CACHE, default ~/.cache/glm-image-sglang/gpu-payload) under a key made of its
+wheels' names, the xz level and this file's packing rules, so a second run on the same machine (or a new
+checkout of the same commit) only cuts parts.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / ".gpu"
 PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in range(17, 40)] + ["manylinux2014_x86_64", "linux_x86_64", "any"]
 FA3_LIB = "flash_ops.abi3.so"
+CACHE = Path(os.environ.get("GPU_PAYLOAD_CACHE", Path.home() / ".cache/glm-image-sglang/gpu-payload"))
+PACK_RULES = "1"  # bump when unpack()/pack() change what goes into an archive
 
 
 def read_packages() -> dict[str, list[str]]:
@@ -53,8 +61,9 @@ def wheel_for(req: str, wheels: Path) -> Path:
     return found[0]
 
 
-def unpack(wheel: Path, site: Path, fa3_dir: Path) -> None:
-    """Unpack like `pip install --target`, minus console scripts, static libraries and FA3."""
+def unpack(wheel: Path, site: Path, only_fa3: bool) -> None:
+    """Unpack like `pip install --target`, minus console scripts, static libraries, Blackwell builds and
+    the FA3 library, which travels as a group of its own (only_fa3: that library alone)."""
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
             name = info.filename
@@ -65,9 +74,11 @@ def unpack(wheel: Path, site: Path, fa3_dir: Path) -> None:
                 name = "/".join(parts[2:])
             if name.endswith(".a") or name.endswith("/"):
                 continue  # xgrammar ships a 65 MB static library nothing loads
-            target = fa3_dir / name if name.endswith(f"sgl_kernel/{FA3_LIB}") else site / name
             if "sgl_kernel/sm100/" in name:
                 continue  # Blackwell builds; the device is Hopper (sm90)
+            if name.endswith(f"sgl_kernel/{FA3_LIB}") != only_fa3:
+                continue
+            target = site / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, target.open("wb") as dst:
                 shutil.copyfileobj(src, dst)
@@ -87,14 +98,32 @@ def own_dist_info(site: Path) -> None:
     (info / "RECORD").write_text("")
 
 
-def pack(group: str, root: Path, out: Path, part_bytes: int) -> list[tuple[str, str]]:
-    """root's contents, relative to the device's site folder, as tar.xz cut into parts."""
-    archive = WORK / f"{group}.tar.xz"
-    with archive.open("wb") as sink:
+def group_key(group: str, wheels: list[Path], level: int) -> str:
+    """What an archive's content depends on: the wheels it was unpacked from and how it was packed."""
+    text = "\n".join([group, str(level), PACK_RULES, *sorted(w.name for w in wheels)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pack(group: str, root: Path, key: str, level: int) -> Path:
+    """root's contents, relative to the device's site folder, as one tar.xz in the cache (reused when
+    the key matches)."""
+    archive = CACHE / f"{group}-{key}.tar.xz"
+    if archive.exists():
+        print(f"{group}: reusing {archive}", flush=True)
+        return archive
+    CACHE.mkdir(parents=True, exist_ok=True)
+    partial = archive.with_suffix(".partial")
+    with partial.open("wb") as sink:
         tar = subprocess.Popen(["tar", "-cf", "-", "-C", str(root), "."], stdout=subprocess.PIPE)
-        subprocess.run(["xz", "-T2", "-7"], stdin=tar.stdout, stdout=sink, check=True)
+        subprocess.run(["xz", f"-T{os.cpu_count() or 2}", f"-{level}"], stdin=tar.stdout, stdout=sink, check=True)
         if tar.wait() != 0:
             raise SystemExit(f"ERROR: tar of {root} failed")
+    partial.rename(archive)
+    return archive
+
+
+def cut(group: str, archive: Path, out: Path, part_bytes: int) -> list[tuple[str, str]]:
+    """The archive as parts of at most part_bytes, with the sha256 rows of the MANIFEST."""
     data = archive.read_bytes()
     rows = []
     for i in range(0, len(data), part_bytes):
@@ -110,28 +139,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part-mib", type=int, default=60)
     parser.add_argument("--groups", default="core,kernels,fa3")
+    parser.add_argument("--level", type=int, default=6, help="xz level (6: fa3 in ~5 min on 2 cores; 9 saves little)")
     args = parser.parse_args()
     groups = read_packages()
+    wanted = args.groups.split(",")
     wheels = WORK / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     download([r for reqs in groups.values() for r in reqs], wheels)
     out = WORK / "parts"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    fa3_dir = WORK / "build" / "fa3"
-    shutil.rmtree(fa3_dir, ignore_errors=True)
+    groups["fa3"] = [r for r in groups["core"] if r.startswith("sglang-kernel==")]  # FA3 comes from sglang-kernel
     manifest = []
-    for group, reqs in groups.items():
+    for group in (g for g in groups if g in wanted):
+        used = [wheel_for(req, wheels) for req in groups[group]]
+        key = group_key(group, used, args.level)
         site = WORK / "build" / group / "site"
-        shutil.rmtree(site, ignore_errors=True)
-        for req in reqs:
-            unpack(wheel_for(req, wheels), site, fa3_dir)
-        if group == "core":
-            own_dist_info(site)
-        if group in args.groups.split(","):
-            manifest += pack(group, site, out, args.part_mib * 2**20)
-    if "fa3" in args.groups.split(","):
-        manifest += pack("fa3", fa3_dir, out, args.part_mib * 2**20)
+        if not (CACHE / f"{group}-{key}.tar.xz").exists():
+            shutil.rmtree(site, ignore_errors=True)
+            for wheel in used:
+                unpack(wheel, site, group == "fa3")
+            if group == "core":
+                own_dist_info(site)
+        manifest += cut(group, pack(group, site, key, args.level), out, args.part_mib * 2**20)
     (out / "MANIFEST").write_text("".join(f"{sha}  {name}\n" for name, sha in manifest))
     return 0
 

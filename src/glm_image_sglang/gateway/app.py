@@ -16,7 +16,6 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -32,7 +31,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..models import Variant
 from ..settings import GatewaySettings
+from . import readiness
 from . import validation as v
+from .readiness import Readiness
 from .validation import ApiError
 
 log = logging.getLogger("glm_image_sglang.gateway")
@@ -45,18 +46,8 @@ DRAIN_LOG_EVERY = 10.0
 FETCH_WINDOW = 60.0  # seconds a video that finished during the drain stays downloadable before we exit
 REPLICA = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CONTENT_URL = re.compile(r"(/v1/(?:images|videos)/)([^/?#]+)(/content)")
+CALL_TIMEOUT = 30.0  # seconds for an upstream call that is not a generation
 FORWARDED = "x-glm-image-sglang-forwarded"  # set on a request passed to its owner replica (no second hop)
-
-
-@dataclass
-class Readiness:
-    state: str = "loading"  # loading | warming | ready | failed | draining
-    detail: str = "waiting for the model server"
-    since: float = field(default_factory=time.monotonic)
-
-    def set(self, state: str, detail: str) -> None:
-        if (state, detail) != (self.state, self.detail):
-            self.state, self.detail, self.since = state, detail, time.monotonic()
 
 
 class Metrics:
@@ -121,8 +112,12 @@ class Slots:
 
 
 class Gateway:
-    def __init__(self, upstream: str, settings: GatewaySettings, variant: Variant | None) -> None:
+    def __init__(
+        self, upstream: str, settings: GatewaySettings, variant: Variant | None, ready_timeout: float = 0
+    ) -> None:
         self.upstream = upstream.rstrip("/")
+        self.started = time.monotonic()
+        self.ready_timeout = ready_timeout  # the start-up window for the first test generation (0: none)
         self.settings = settings
         self.variant = variant
         self.limits = v.Limits.of(settings, variant)
@@ -142,11 +137,11 @@ class Gateway:
 
     async def call(self, method: str, path: str, timeout: float | None = None, **kw: Any) -> httpx.Response:
         try:
-            return await self.http.request(method, self.upstream + path, timeout=timeout or 30.0, **kw)
+            return await self.http.request(method, self.upstream + path, timeout=timeout or CALL_TIMEOUT, **kw)
         except httpx.TimeoutException:
             raise ApiError(
                 504,
-                f"the model server did not answer within {timeout or 30:.0f} s "
+                f"the model server did not answer within {timeout or CALL_TIMEOUT:.0f} s "
                 "(REQUEST_TIMEOUT); the generation may still finish.",
                 None,
                 "timeout",
@@ -277,73 +272,6 @@ class Gateway:
                 503, f"the model is not ready yet ({self.ready.state}: {self.ready.detail}).", None, "model_loading"
             )
 
-    # --- readiness ----------------------------------------------------------------------------------
-    async def probe_forever(self) -> None:
-        """Loading -> (test generation) -> ready; a failed test generation is retried every 60 s."""
-        while True:
-            try:
-                status = (await self.http.get(self.upstream + "/health", timeout=5)).status_code
-            except httpx.HTTPError:
-                status = None
-            if status != 200:
-                if self.ready.state == "ready":
-                    log.error("the model server stopped answering /health (%s); not ready", status)
-                self.ready.set("loading", "the model server is loading" if status is None else f"/health {status}")
-                self.metrics.ready.set(0)
-                await asyncio.sleep(2)
-                continue
-            if self.ready.state == "ready":
-                await asyncio.sleep(10)
-                continue
-            if self.settings.ready_probe == "health" or self.variant is None:
-                why = "READY_PROBE=health" if self.variant is not None else "unrecognised model: no test generation"
-                self.mark_ready(f"SGLang /health answered 200 ({why})")
-                continue
-            self.ready.set("warming", "running a test generation")
-            t0 = time.monotonic()
-            try:
-                await self.test_generation()
-            except Exception as e:
-                message = e.message if isinstance(e, ApiError) else f"{type(e).__name__}: {e}"
-                log.error("the test generation failed, staying not ready (retry in 60 s): %s", message)
-                self.ready.set("failed", f"the test generation failed: {message}"[:500])
-                await asyncio.sleep(60)
-                continue
-            self.mark_ready(f"a test generation succeeded in {time.monotonic() - t0:.1f} s")
-
-    def mark_ready(self, why: str) -> None:
-        self.ready.set("ready", why)
-        self.metrics.ready.set(1)
-        log.info("ready: %s", why)
-
-    async def test_generation(self) -> None:
-        assert self.variant is not None
-        size = max(self.variant.alignment * 8, 128)
-        common = {"prompt": "readiness check", "num_inference_steps": 1, "seed": 0, "generator_device": "cpu"}
-        timeout = float(self.settings.request_timeout)
-        if self.variant.output == "image":
-            resp = await self.call(
-                "POST",
-                "/v1/images/generations",
-                timeout,
-                json={**common, "size": f"{size}x{size}", "response_format": "b64_json"},
-            )
-            if resp.status_code != 200 or not resp.json().get("data"):
-                raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
-            return
-        video = {**common, "width": size, "height": size, "num_frames": 5}
-        if "text-to-video" in self.variant.tasks:
-            resp = await self.call("POST", "/v1/videos", 30, json=video)
-        else:  # image-to-video only (I2V-A14B): the test needs a first frame
-            fields = {k: str(val) for k, val in video.items()}
-            frame = ("probe.png", probe_png(size), "image/png")
-            resp = await self.call("POST", "/v1/videos", 30, data=fields, files={"input_reference": frame})
-        if resp.status_code != 200:
-            raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
-        job = await self.wait_for_job(resp.json()["id"], timeout)
-        if job.get("status") != "completed":
-            raise ApiError(502, f"video job {job.get('status')}: {json.dumps(job.get('error'))[:500]}")
-
     async def wait_for_job(self, job_id: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -433,16 +361,6 @@ class Gateway:
 # --- request helpers --------------------------------------------------------------------------------
 
 
-def probe_png(size: int) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (size, size), (90, 140, 200)).save(buf, "PNG")
-    return buf.getvalue()
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -503,13 +421,15 @@ def form_strings(data: dict[str, Any]) -> dict[str, str]:
 # --- the ASGI app -------------------------------------------------------------------------------------
 
 
-def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None = None) -> Starlette:
-    gw = Gateway(upstream, settings, variant)
+def create_app(
+    upstream: str, settings: GatewaySettings, variant: Variant | None = None, ready_timeout: float = 0
+) -> Starlette:
+    """ready_timeout: seconds the first test generation may take (the launcher's STARTUP_TIMEOUT; 0: no limit)."""
+    gw = Gateway(upstream, settings, variant, ready_timeout)
     limit = settings.max_body_bytes
 
     async def health(request: Request) -> Response:
-        body = {"status": gw.ready.state, "detail": gw.ready.detail}
-        return JSONResponse(body, 200 if gw.ready.state == "ready" else 503)
+        return JSONResponse(gw.ready.view(), 200 if gw.ready.state == "ready" else 503)
 
     async def live(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -695,7 +615,7 @@ def create_app(upstream: str, settings: GatewaySettings, variant: Variant | None
         # SGLang got a 503 "not reachable" while SGLang kept running; a pooled connection it dropped is
         # the likely cause. A fresh loopback connection costs well under a millisecond.
         gw.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=64, max_keepalive_connections=0))
-        gw.probe_task = asyncio.create_task(gw.probe_forever())
+        gw.probe_task = asyncio.create_task(readiness.probe_forever(gw))
         try:
             yield
         finally:

@@ -61,6 +61,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=30000)
     parser.add_argument("--model-variant", choices=sorted(VARIANTS), help="the served model (defaults, limits)")
     parser.add_argument("--graceful-shutdown-timeout", type=int, default=30)
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=0,
+        help="seconds the first test generation may take (it compiles kernels); the launcher passes "
+        "STARTUP_TIMEOUT. 0: no limit",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
@@ -82,7 +89,7 @@ def main(argv: list[str]) -> int:
         variant.name if variant else "(unrecognised)",
         " ".join(f"{k}={val}" for k, val in shown.items()),
     )
-    app = create_app(args.upstream, settings, variant)
+    app = create_app(args.upstream, settings, variant, args.ready_timeout)
     config = uvicorn.Config(
         app,
         host=args.host,
