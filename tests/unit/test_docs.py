@@ -37,7 +37,9 @@ def generated() -> str:
                 settings = Settings.from_env({"MODEL_PATH": folder})
                 machine = Machine(tuple(Gpu(i, "NVIDIA H100 80GB HBM3", H100) for i in range(n)), "nvidia-smi", None)
                 plan = make_plan(settings, info, machine)
-                argv = sglang_args.build(settings, info, plan, 5555, 30005).argv
+                # the default: behind the gateway (a loopback port), whose test generation replaces SGLang's warm-up
+                listen = ("127.0.0.1", 31000)
+                argv = sglang_args.build(settings, info, plan, 5555, 30005, None, listen, own_warmup=False).argv
                 out += [
                     f"### {info.display_name}, {n} x H100 80GB",
                     "",
