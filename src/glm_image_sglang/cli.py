@@ -100,6 +100,8 @@ def prepare(settings: Settings) -> Prepared:
         ]
         if model.variant:
             gateway_argv += ["--model-variant", model.variant.key]
+        if settings.served_model_name:
+            gateway_argv += ["--served-model-name", settings.served_model_name]
     return Prepared(settings, model, plan, launch, env, gateway_argv)
 
 

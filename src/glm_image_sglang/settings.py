@@ -170,6 +170,13 @@ GATEWAY_FIELDS: tuple[Field, ...] = (
         secret=True,
     ),
     Field(
+        "REQUIRE_API_KEY",
+        "require_api_key",
+        "false",
+        "Refuse to start without API_KEY (deploy/ sets it). Without a key the gateway serves everyone and "
+        "warns at start when it listens beyond loopback.",
+    ),
+    Field(
         "MAX_CONCURRENCY",
         "max_concurrency",
         "1",
@@ -188,6 +195,12 @@ GATEWAY_FIELDS: tuple[Field, ...] = (
         "Seconds an image request (or the wait of /v1/video/generations) may take before 504.",
     ),
     Field("MAX_BODY_BYTES", "max_body_bytes", "67108864", "Largest request body (64 MiB)."),
+    Field(
+        "MAX_BODIES_IN_FLIGHT",
+        "max_bodies_in_flight",
+        "8",
+        "Request bodies read into memory at once (each up to MAX_BODY_BYTES); one more gets 503 with Retry-After.",
+    ),
     Field("MAX_UPLOAD_BYTES", "max_upload_bytes", "20971520", "Largest uploaded image (20 MiB)."),
     Field("MAX_INPUT_PIXELS", "max_input_pixels", "16777216", "Largest uploaded image in pixels (4096x4096)."),
     Field(
@@ -307,10 +320,12 @@ class Settings:
 @dataclass(frozen=True)
 class GatewaySettings:
     api_key: str | None = None
+    require_api_key: bool = False
     max_concurrency: int = 1
     max_queue: int = 8
     request_timeout: int = 900
     max_body_bytes: int = 64 * 1024 * 1024
+    max_bodies_in_flight: int = 8
     max_upload_bytes: int = 20 * 1024 * 1024
     max_input_pixels: int = 4096 * 4096
     max_output_pixels: int = 2048 * 2048
@@ -331,6 +346,11 @@ class GatewaySettings:
         if bool(settings.replica_id) != bool(settings.peer_url):
             raise ConfigError(
                 "REPLICA_ID and PEER_URL go together: set both (several replicas) or neither (one replica)."
+            )
+        if settings.require_api_key and not settings.api_key:
+            raise ConfigError(
+                "REQUIRE_API_KEY=true but no API_KEY is set: set API_KEY (or API_KEY_FILE, e.g. from a Secret), "
+                "or REQUIRE_API_KEY=false to serve without one."
             )
         return settings
 
@@ -459,6 +479,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_queue": _int(0, 10000),
     "request_timeout": _int(1, 7 * 86400),
     "max_body_bytes": _int(1024, 1 << 34),
+    "max_bodies_in_flight": _int(1, 1024),
+    "require_api_key": _bool,
     "max_upload_bytes": _int(1024, 1 << 34),
     "max_input_pixels": _int(64, 1 << 30),
     "max_output_pixels": _int(64, 1 << 30),

@@ -93,6 +93,22 @@ def test_bad_gateway_setting_refused_before_the_load(env, tmp_path):
     assert not Path(env["FAKE_SGLANG_RECORD"]).exists()
 
 
+def test_required_api_key_missing_refused_before_the_load(env, tmp_path):
+    """REQUIRE_API_KEY=true (as deploy/ sets it) with an empty key file should stop the container up front."""
+    key_file = tmp_path / "api-key"
+    key_file.write_text("")
+    env = env | {"MODEL_PATH": str(make(tmp_path / "m", "glm-image")), "REQUIRE_API_KEY": "true"}
+    assert_clean_error(run(env | {"API_KEY_FILE": str(key_file)}), 2, "REQUIRE_API_KEY=true but no API_KEY is set")
+    assert not Path(env["FAKE_SGLANG_RECORD"]).exists()
+
+
+def test_served_model_name_reaches_the_gateway(env, tmp_path):
+    """SERVED_MODEL_NAME should be what the gateway's /v1/models reports (older SGLang lacks the flag)."""
+    env = env | {"MODEL_PATH": str(make(tmp_path / "m", "glm-image")), "SERVED_MODEL_NAME": "house-images"}
+    proc = run(env, "check")
+    assert proc.returncode == 0 and "--served-model-name house-images" in proc.stdout.split("gateway: ")[1]
+
+
 def test_check_prints_command_without_starting(env, tmp_path):
     """`check` should validate, print the final command and start nothing."""
     proc = run(env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-ti2v-5b"))}, "check")

@@ -42,6 +42,7 @@ class Behaviour:
     delay: float = 0.0  # seconds each generation takes
     job_seconds: float = 0.3  # how long a video job runs
     fail_generation: bool = False
+    failure: str = "CUDA error: out of memory"  # the detail of a failed generation ("" = a bare 500)
     # SGLang's server warm-up: /health answers 200 while every other request waits until it is over
     warmup_seconds: float = 0.0
     hang_generation: bool = False  # a generation that never answers
@@ -82,7 +83,7 @@ def create_fake(b: Behaviour) -> Any:
         while b.hang_generation:
             await asyncio.sleep(0.05)
         if b.fail_generation:
-            return JSONResponse({"detail": "CUDA error: out of memory"}, 500)
+            return JSONResponse({"detail": b.failure}, 500) if b.failure else Response("Internal Server Error", 500)
         width, height = (int(x) for x in size.split("x"))
         image_id = f"img{next(ids)}"
         b.images[image_id] = png(width, height)
@@ -90,7 +91,9 @@ def create_fake(b: Behaviour) -> Any:
             item = {"url": f"/v1/images/{image_id}/content"}
         else:
             item = {"b64_json": base64.b64encode(b.images[image_id]).decode()}
-        return JSONResponse({"created": int(time.time()), "data": [item], "id": image_id})
+        item["file_path"] = f"/app/data/outputs/{image_id}.png"  # as SGLang names its own files
+        return JSONResponse({"created": int(time.time()), "data": [item], "id": image_id,
+                             "file_paths": [f"/app/data/outputs/{image_id}.png"]})  # fmt: skip
 
     async def image_content(request: Request) -> Response:
         image_id = request.path_params["image_id"]

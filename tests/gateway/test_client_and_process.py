@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -189,3 +190,27 @@ def test_sigterm_gives_up_after_the_grace_period(gateway_process, behaviour):
     out, seconds = gw.stop()
     assert 2 <= seconds < 8, out
     assert "shutdown grace of 2 s is over: stopping with 1 video job(s) running" in out
+
+
+@pytest.mark.parametrize(
+    ("host", "key", "warned"), [("0.0.0.0", None, True), ("127.0.0.1", None, False), ("0.0.0.0", "k", False)]
+)
+def test_open_gateway_warns_at_start(upstream, host, key, warned):
+    """A gateway without API_KEY that listens beyond loopback should say so loudly when it starts."""
+    env = {k: val for k, val in os.environ.items() if k != "API_KEY"} | ({"API_KEY": key} if key else {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "glm_image_sglang", "gateway", "--upstream", upstream.url, "--host", host,
+         "--port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # until uvicorn says it runs: everything said at start is before that
+            lines.append(line)
+            if "Uvicorn running" in line:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert ("WARNING: no API_KEY: anyone who reaches" in "".join(lines)) == warned, lines

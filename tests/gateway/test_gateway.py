@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import logging
+import socket
 import threading
 import time
 
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from fake_sglang import MP4, png
-from glm_image_sglang.gateway import app as gateway_app
+from glm_image_sglang.gateway import upstream as gateway_upstream
 
 pytestmark = pytest.mark.gateway
 
@@ -167,7 +168,7 @@ def test_slow_first_generation_is_waited_for(make_gateway, behaviour, monkeypatc
     """A first generation slower than an ordinary upstream call (kernel compiles; here SGLang's own
     warm-up holding every request, as the real server does) should leave /health 'warming' until it
     succeeds: never 'failed', and one test generation, not a retry on top."""
-    monkeypatch.setattr(gateway_app, "CALL_TIMEOUT", 0.3)  # the old fixed 30 s limit, scaled down
+    monkeypatch.setattr(gateway_upstream, "CALL_TIMEOUT", 0.3)  # the old fixed 30 s limit, scaled down
     behaviour.warmup_seconds, behaviour.started = 1.5, time.monotonic()
     gw = make_gateway(variant, wait_ready=False, ready_timeout=60)
     states = health_states(gw, "ready")
@@ -271,13 +272,15 @@ def test_generation_url_and_content(glm):
     assert content.status_code == 200 and Image.open(io.BytesIO(content.content)).size == (64, 96)
 
 
-def test_edit_with_upload(glm, behaviour):
-    """An edit with an uploaded PNG should reach SGLang as multipart with the image and the size."""
-    files = {"image": ("in.png", png(64, 64), "image/png")}
+@pytest.mark.parametrize("name", ["in.png", "../../../etc/cron.d/x.png", "a b;$(reboot).jpg"])
+def test_edit_with_upload(glm, behaviour, name):
+    """An edit with an uploaded PNG should reach SGLang as multipart with the image and the size, the file
+    named by the gateway from its sniffed type, never by the client."""
+    files = {"image": (name, png(64, 64), "image/png")}
     resp = glm.client.post("/v1/images/edits", files=files, data={"prompt": "make it blue", "size": "64x64"})
     assert resp.status_code == 200, resp.text
     sent = forwarded(behaviour, "/v1/images/edits")[-1]
-    assert sent["image"] == "in.png" and sent["size"] == "64x64" and sent["prompt"] == "make it blue"
+    assert sent["image"] == "image-0.png" and sent["size"] == "64x64" and sent["prompt"] == "make it blue"
 
 
 def test_edit_rejects_non_image(glm, behaviour):
@@ -384,10 +387,93 @@ def test_video_route_on_image_model(glm):
 
 
 def test_upstream_error_normalised(glm, behaviour):
-    """An SGLang error should reach the client in the OpenAI error shape with its message."""
+    """An SGLang error should reach the client in the OpenAI error shape with its message and the request id
+    that finds it in the log."""
     behaviour.fail_generation = True
     resp = glm.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"})
-    assert resp.status_code == 500 and error_of(resp)["message"] == "CUDA error: out of memory"
+    message = error_of(resp)["message"]
+    assert resp.status_code == 500 and "CUDA error: out of memory" in message
+    assert f"request id {resp.headers['x-request-id']}" in message
+
+
+def test_bare_upstream_500_explained(glm, behaviour):
+    """SGLang's bare 'Internal Server Error' should become a message that says it gave no reason and where
+    to look, not the bare words."""
+    behaviour.fail_generation, behaviour.failure = True, ""
+    resp = glm.client.post(
+        "/v1/images/generations", json={"prompt": "x", "size": "64x64"}, headers={"x-request-id": "r-42"}
+    )
+    message = error_of(resp)["message"]
+    assert resp.status_code == 500 and "without saying why" in message and "request id r-42" in message
+
+
+def test_upstream_failure_names_the_stage_without_traceback_or_paths(glm, behaviour):
+    """When SGLang names the stage that failed, the client should learn it, without a traceback or a server path."""
+    behaviour.fail_generation = True
+    behaviour.failure = (
+        "Error executing request 47b6: [GlmImageBeforeDenoisingStage] The size of tensor a (4096) must match "
+        "the size of tensor b (1024) at /tmp/site/sglang/models/dits/glm_image.py line 981\n"
+        'Traceback (most recent call last):\n  File "/app/venv/lib/python3.12/site-packages/x.py", line 1'
+    )
+    resp = glm.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"})
+    message = error_of(resp)["message"]
+    assert "in GlmImageBeforeDenoisingStage" in message and "(4096) must match" in message
+    assert "Traceback" not in message and "/tmp/site" not in message and "/app/venv" not in message
+
+
+def test_image_answers_carry_no_server_paths(glm):
+    """SGLang's file_path/file_paths (its own disk) should never reach the client."""
+    resp = glm.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64", "response_format": "url"})
+    assert resp.status_code == 200 and "/app/data" not in resp.text and "file_path" not in resp.text
+
+
+def test_video_jobs_carry_no_server_paths(ti2v):
+    """A video job, its poll and the job list should carry no server path."""
+    job = ti2v.client.post("/v1/videos", json={"prompt": "x", "size": "256x256", "num_frames": 5})
+    polled = ti2v.client.get(f"/v1/videos/{job.json()['id']}")
+    listed = ti2v.client.get("/v1/videos")
+    for resp in (job, polled, listed):
+        assert resp.status_code == 200 and "file_path" not in resp.text and "/outputs/" not in resp.text
+
+
+@pytest.mark.parametrize(
+    ("variant", "name"), [("glm-image", "GLM-Image"), ("wan2.2-ti2v-5b", "Wan2.2-TI2V-5B-Diffusers")]
+)
+def test_models_named_by_repo_name(make_gateway, variant, name):
+    """/v1/models should name the model by its repo name, never SGLang's path (GLM-Image's is an alias path)."""
+    assert make_gateway(variant).client.get("/v1/models").json()["data"][0]["id"] == name
+
+
+def test_metric_labels_bounded(glm):
+    """Made-up HTTP methods should share one 'other' label: no unauthenticated growth of the label set."""
+    for method in ("FOO1", "FOO2", "BAR"):
+        glm.client.request(method, "/health")
+    deadline = time.monotonic() + 5
+    while 'method="other"' not in (text := glm.client.get("/metrics").text):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.02)
+    assert "FOO1" not in text and "BAR" not in text
+
+
+def test_bodies_in_flight_bounded(make_gateway):
+    """Beyond MAX_BODIES_IN_FLIGHT request bodies being read at once, another request should get 503 with
+    Retry-After at once instead of more memory."""
+    gw = make_gateway(max_bodies_in_flight="1")
+    slow = socket.create_connection((gw.served.host, gw.served.port))
+    try:
+        slow.sendall(b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100000\r\n\r\n{\"prompt\": \"")  # fmt: skip
+        deadline = time.monotonic() + 10
+        while (resp := gw.client.post("/v1/images/generations", json={"prompt": "x"})).status_code != 503:
+            assert time.monotonic() < deadline, resp.text  # until the slow body is being read
+            time.sleep(0.05)
+        assert error_of(resp)["code"] == "too_many_bodies" and resp.headers["retry-after"] == "10"
+    finally:
+        slow.close()
+    deadline = time.monotonic() + 10
+    while gw.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"}).status_code != 200:
+        assert time.monotonic() < deadline  # the slot is free again once that client went away
+        time.sleep(0.05)
 
 
 # --- video ---------------------------------------------------------------------------------------
@@ -449,7 +535,7 @@ def test_video_with_input_image(ti2v, behaviour):
     )
     assert resp.status_code == 200, resp.text
     sent = forwarded(behaviour, "/v1/videos")[-1]
-    assert sent["input_reference"] == "cat.png" and sent["num_frames"] == "5"
+    assert sent["input_reference"] == "input-0.png" and sent["num_frames"] == "5"
 
 
 def test_sync_video_route(ti2v):

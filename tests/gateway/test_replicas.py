@@ -119,6 +119,17 @@ def test_unknown_id_on_its_own_replica(replicas):
     assert "restarted" in resp.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("owner", ["evil", "attacker-2", "metadata.google.internal", "20000000"])
+def test_foreign_owner_is_unknown_without_a_call(replicas, owner):
+    """An id whose owner is not a pod of this StatefulSet (REPLICA_ID's name with another ordinal) should be
+    a plain 404, with nothing sent anywhere (the client's API key would go along)."""
+    a, _ = replicas
+    sent = len(a.behaviour.requests)
+    resp = a.client.get(f"/v1/videos/{owner}.abc/content")
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
+    assert "replica_gone" not in resp.text and len(a.behaviour.requests) == sent
+
+
 def test_forwarded_request_is_not_forwarded_again(replicas):
     """A request that was already forwarded once should not bounce between replicas."""
     a, _ = replicas

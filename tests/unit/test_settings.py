@@ -86,3 +86,10 @@ def test_gateway_invalid_value():
 def test_api_key_redacted():
     """API_KEY should be shown only as set."""
     assert GatewaySettings.from_env({"API_KEY": "k3y"}).redacted()["API_KEY"] == "(set)"
+
+
+def test_require_api_key_without_one_refused():
+    """REQUIRE_API_KEY=true without a key should stop the start, naming both ways out."""
+    with pytest.raises(ConfigError, match=r"REQUIRE_API_KEY=true but no API_KEY is set: set API_KEY \(or API_KEY_FILE"):
+        GatewaySettings.from_env({"REQUIRE_API_KEY": "true"})
+    assert GatewaySettings.from_env({"REQUIRE_API_KEY": "true", "API_KEY": "k"}).require_api_key

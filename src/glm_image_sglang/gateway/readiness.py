@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from .validation import ApiError
 
 if TYPE_CHECKING:
@@ -48,10 +46,7 @@ class Readiness:
 async def probe_forever(gw: Gateway) -> None:
     """loading -> warming (the test generation) -> ready; failed (retried) when the generation fails."""
     while True:
-        try:
-            status = (await gw.http.get(gw.upstream + "/health", timeout=5)).status_code
-        except httpx.HTTPError:
-            status = None
+        status = await gw.upstream.health()
         if status != 200:
             if gw.ready.state == "ready":
                 log.error("the model server stopped answering /health (%s); not ready", status)
@@ -115,21 +110,21 @@ async def test_generation(gw: Gateway, timeout: float) -> None:
     common = {"prompt": "readiness check", "num_inference_steps": 1, "seed": 0, "generator_device": "cpu"}
     if gw.variant.output == "image":
         body = {**common, "size": f"{size}x{size}", "response_format": "b64_json"}
-        resp = await gw.call("POST", "/v1/images/generations", timeout, json=body)
+        resp = await gw.upstream.call("POST", "/v1/images/generations", timeout, json=body)
         if resp.status_code != 200 or not resp.json().get("data"):
             raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
         return
     deadline = time.monotonic() + timeout
     video = {**common, "width": size, "height": size, "num_frames": 5}
     if "text-to-video" in gw.variant.tasks:
-        resp = await gw.call("POST", "/v1/videos", timeout, json=video)
+        resp = await gw.upstream.call("POST", "/v1/videos", timeout, json=video)
     else:  # image-to-video only (I2V-A14B): the test needs a first frame
         fields = {k: str(val) for k, val in video.items()}
         frame = ("probe.png", probe_png(size), "image/png")
-        resp = await gw.call("POST", "/v1/videos", timeout, data=fields, files={"input_reference": frame})
+        resp = await gw.upstream.call("POST", "/v1/videos", timeout, data=fields, files={"input_reference": frame})
     if resp.status_code != 200:
         raise ApiError(502, f"HTTP {resp.status_code}: {resp.text[:500]}")
-    job = await gw.wait_for_job(resp.json()["id"], max(deadline - time.monotonic(), 1.0))
+    job = await gw.upstream.wait_for_job(resp.json()["id"], max(deadline - time.monotonic(), 1.0))
     if job.get("status") != "completed":
         raise ApiError(502, f"video job {job.get('status')}: {json.dumps(job.get('error'))[:500]}")
 

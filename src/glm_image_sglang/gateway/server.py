@@ -17,6 +17,8 @@ from ..errors import LauncherError
 from ..models import VARIANTS
 from ..settings import GatewaySettings
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
 
 class DrainingServer(uvicorn.Server):
     """uvicorn, except that the first SIGTERM drains (Gateway.drain) before uvicorn's own shutdown:
@@ -68,6 +70,7 @@ def main(argv: list[str]) -> int:
         help="seconds the first test generation may take (it compiles kernels); the launcher passes "
         "STARTUP_TIMEOUT. 0: no limit",
     )
+    parser.add_argument("--served-model-name", help="the model id /v1/models reports (default: its repo name)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
@@ -89,7 +92,14 @@ def main(argv: list[str]) -> int:
         variant.name if variant else "(unrecognised)",
         " ".join(f"{k}={val}" for k, val in shown.items()),
     )
-    app = create_app(args.upstream, settings, variant, args.ready_timeout)
+    if not settings.api_key and args.host not in LOOPBACK:
+        logging.getLogger("glm_image_sglang.gateway").warning(
+            "WARNING: no API_KEY: anyone who reaches %s:%s can generate. Set API_KEY (or API_KEY_FILE), and "
+            "REQUIRE_API_KEY=true to make a missing key stop the start.",
+            args.host,
+            args.port,
+        )
+    app = create_app(args.upstream, settings, variant, args.ready_timeout, args.served_model_name)
     config = uvicorn.Config(
         app,
         host=args.host,
