@@ -36,7 +36,7 @@ def test_one_warmup_and_start_up_phases(server):
     logs = server.logs()
     assert "--warmup-mode off" in logs and "fired up and ready to roll" not in logs
     phases = next(line for line in logs.splitlines() if "[launcher] start-up phases:" in line)
-    assert "process start and imports" in phases and "transformer " in phases, phases
+    assert "SGLang imports" in phases and "worker start" in phases and "transformer " in phases, phases
     assert "readiness generation" in phases, phases
 
 

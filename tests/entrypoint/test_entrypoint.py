@@ -285,8 +285,7 @@ def test_sigkill_after_grace(env, tmp_path):
     }
     proc = start(env)
     try:
-        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"]).exists())
-        time.sleep(1)
+        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"] + ".up").exists())
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -346,8 +345,7 @@ def test_children_stop_when_launcher_is_killed(env, tmp_path):
                  "READY_PROBE": "health"}  # fmt: skip
     proc = start(env)
     try:
-        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"]).exists())
-        time.sleep(1)
+        assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"] + ".up").exists())
         proc.kill()
         proc.wait(timeout=10)
         assert wait_for(lambda: Path(env["FAKE_SGLANG_RECORD"] + ".signal").exists(), timeout=10)

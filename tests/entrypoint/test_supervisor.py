@@ -26,6 +26,7 @@ def child(name: str, log: Path, term_seconds: float) -> str:
             open({str(log)!r}, "a").write(f"{name} exit {{time.time()}}\\n")
             sys.exit(0)
         signal.signal(signal.SIGTERM, on_term)
+        open({str(log)!r}, "a").write(f"{name} up {{time.time()}}\\n")
         while True:
             time.sleep(0.1)
     """)
@@ -43,7 +44,10 @@ def supervise(tmp_path: Path, gateway_term_seconds: float, grace: int) -> tuple[
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], env={"PYTHONPATH": str(SRC)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not (log.exists() and all(f"{who} up" in log.read_text() for who in ("sglang", "gateway"))):
+        assert time.monotonic() < deadline and proc.poll() is None  # both children handle SIGTERM from now on
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     events = {}

@@ -42,6 +42,7 @@ class Behaviour:
     delay: float = 0.0  # seconds each generation takes
     job_seconds: float = 0.3  # how long a video job runs
     fail_generation: bool = False
+    image_bytes: bytes | None = None  # what a generation returns instead of a plain PNG of the asked size
     failure: str = "CUDA error: out of memory"  # the detail of a failed generation ("" = a bare 500)
     # SGLang's server warm-up: /health answers 200 while every other request waits until it is over
     warmup_seconds: float = 0.0
@@ -86,7 +87,7 @@ def create_fake(b: Behaviour) -> Any:
             return JSONResponse({"detail": b.failure}, 500) if b.failure else Response("Internal Server Error", 500)
         width, height = (int(x) for x in size.split("x"))
         image_id = f"img{next(ids)}"
-        b.images[image_id] = png(width, height)
+        b.images[image_id] = b.image_bytes or png(width, height)
         if body.get("response_format") == "url":
             item = {"url": f"/v1/images/{image_id}/content"}
         else:

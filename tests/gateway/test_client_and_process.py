@@ -139,8 +139,12 @@ def test_sigterm_drains_in_flight(gateway_process, behaviour):
             httpx.post(gw.base + "/v1/images/generations", json={"prompt": "x", "size": "64x64"}, timeout=30)
         )
     )
+    before = len(behaviour.requests)  # the readiness test generation is one already
     t.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while not any(path == "/v1/images/generations" for _, path, _ in behaviour.requests[before:]):  # in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     t0 = time.monotonic()
     gw.proc.send_signal(signal.SIGTERM)
     t.join(timeout=30)
@@ -163,9 +167,11 @@ def test_sigterm_keeps_video_fetchable_and_refuses_new_work(gateway_process, beh
     job = httpx.post(gw.base + "/v1/videos", json={"prompt": "a wave", "size": "256x256", "num_frames": 5}).json()
     posts_before = len(behaviour.requests)
     gw.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    health = httpx.get(gw.base + "/health")
-    assert health.status_code == 503 and health.json()["status"] == "draining"
+    deadline = time.monotonic() + 30
+    while (health := httpx.get(gw.base + "/health")).json()["status"] != "draining":
+        assert time.monotonic() < deadline, health.text
+        time.sleep(0.05)
+    assert health.status_code == 503
     refused = httpx.post(gw.base + "/v1/videos", json={"prompt": "another", "size": "256x256", "num_frames": 5})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
     assert refused.headers["retry-after"]

@@ -120,8 +120,10 @@ def test_loading_until_upstream_healthy(make_gateway, behaviour):
     """While SGLang is loading, /health should be 503 'loading' and generations 503 with Retry-After."""
     behaviour.health = 503
     gw = make_gateway(wait_ready=False)
-    time.sleep(0.3)
-    health = gw.client.get("/health")
+    deadline = time.monotonic() + 10
+    while (health := gw.client.get("/health")).json()["detail"] != "/health 503":  # the upstream was asked
+        assert time.monotonic() < deadline, health.text
+        time.sleep(0.02)
     assert health.status_code == 503 and health.json()["status"] == "loading"
     resp = gw.client.post("/v1/images/generations", json={"prompt": "x"})
     assert resp.status_code == 503 and resp.headers["retry-after"] == "10"
@@ -427,6 +429,25 @@ def test_image_answers_carry_no_server_paths(glm):
     assert resp.status_code == 200 and "/app/data" not in resp.text and "file_path" not in resp.text
 
 
+def test_b64_images_pass_untouched(glm, behaviour):
+    """Base64 image data is full of '/' runs that look like paths: it must reach the client byte for byte."""
+    behaviour.image_bytes = bytes(range(256)) * 64 + b"/app/data/x/y" * 8  # every byte value, paths in it
+    resp = glm.client.post(
+        "/v1/images/generations", json={"prompt": "x", "size": "64x64", "response_format": "b64_json"}
+    )
+    assert base64.b64decode(resp.json()["data"][0]["b64_json"]) == behaviour.image_bytes
+
+
+def test_failed_video_job_error_has_no_server_paths(ti2v, behaviour):
+    """A failed job's error, as SGLang words it, should keep its sense without the server's paths; the image
+    data of other answers must stay untouched (base64 has '/' in it)."""
+    behaviour.fail_generation = True
+    job = ti2v.client.post("/v1/videos", json={"prompt": "x", "size": "256x256", "num_frames": 5}).json()
+    behaviour.jobs[job["id"]]["error"] = {"message": "cannot open /app/data/uploads/abc_in.png", "code": "internal"}
+    error = ti2v.client.get(f"/v1/videos/{job['id']}").json()["error"]
+    assert error["message"] == "cannot open abc_in.png"
+
+
 def test_video_jobs_carry_no_server_paths(ti2v):
     """A video job, its poll and the job list should carry no server path."""
     job = ti2v.client.post("/v1/videos", json={"prompt": "x", "size": "256x256", "num_frames": 5})
@@ -610,7 +631,10 @@ def test_client_disconnect_handled(make_gateway, behaviour):
     behaviour.delay = 1
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(gw.served.url + "/v1/images/generations", json={"prompt": "x", "size": "64x64"}, timeout=0.2)
-    time.sleep(1.2)
+    deadline = time.monotonic() + 10
+    while "gateway_generations_in_flight 0.0" not in gw.client.get("/metrics").text:  # the abandoned one ended
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert gw.client.post("/v1/images/generations", json={"prompt": "x", "size": "64x64"}).status_code == 200
 
 

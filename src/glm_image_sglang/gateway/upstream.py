@@ -26,6 +26,7 @@ PATH_KEYS = frozenset(
 )
 # an absolute filesystem path inside a text (not one of the API's own /v1/ routes): only its last part stays
 ABS_PATH = re.compile(r"(?<![\w.:/-])/(?!v1/)(?:[\w.@+~-]+/)+([\w.@+~-]*)")
+TEXT_KEYS = frozenset({"message", "detail", "error", "reason"})  # SGLang's words about a failure
 STAGE = re.compile(r"\b([A-Z][A-Za-z0-9]*Stage)\b")
 PASSED_HEADERS = ("content-type", "content-length", "content-disposition")
 
@@ -36,13 +37,14 @@ def scrub_text(text: str) -> str:
     return ABS_PATH.sub(lambda m: m[1] or "<path>", text).strip()
 
 
-def scrub(body: Any) -> Any:
-    """SGLang's JSON without the keys that name server files, and without paths in its texts."""
+def scrub(body: Any, key: str = "") -> Any:
+    """SGLang's JSON without the keys that name server files, and without paths in its messages (only
+    there: other strings, base64 images above all, are data)."""
     if isinstance(body, list):
-        return [scrub(item) for item in body]
+        return [scrub(item, key) for item in body]
     if isinstance(body, dict):
-        return {k: scrub(val) for k, val in body.items() if k not in PATH_KEYS}
-    if isinstance(body, str) and ABS_PATH.search(body):
+        return {k: scrub(val, k) for k, val in body.items() if k not in PATH_KEYS}
+    if isinstance(body, str) and key in TEXT_KEYS:
         return scrub_text(body)
     return body
 
