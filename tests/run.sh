@@ -6,12 +6,37 @@ cd "$(dirname "$0")/.."
 
 log() { echo "== $*"; }
 
-need_container_tier() {
-	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* && " $* " != *" -m deploy "* && " $* " != *'not container'* ]]
+# The -m expression given (empty: none, every tier runs).
+marker() {
+	local prev=""
+	for arg in "$@"; do
+		if [[ $prev == -m ]]; then
+			echo "$arg"
+			return
+		fi
+		prev=$arg
+	done
 }
 
-need_e2e_tier() {
-	[[ " $* " != *" -m unit "* && " $* " != *" -m entrypoint "* && " $* " != *" -m gateway "* && " $* " != *" -m deploy "* ]]
+# Does the -m expression select tier $1? Understood: "a", "a or b ...", "not a", "<those> and not b".
+# Anything else counts as selecting every tier: set up too much rather than too little.
+selected() {
+	local tier=$1 expr
+	expr=$(marker "${@:2}")
+	[[ -z $expr ]] && return 0
+	if [[ $expr =~ ^(.+)\ and\ not\ ([a-z0-9_]+)$ ]]; then
+		[[ $tier == "${BASH_REMATCH[2]}" ]] && return 1
+		expr=${BASH_REMATCH[1]}
+	fi
+	if [[ $expr =~ ^not\ ([a-z0-9_]+)$ ]]; then
+		[[ $tier != "${BASH_REMATCH[1]}" ]]
+		return
+	fi
+	if [[ $expr =~ ^[a-z0-9_]+(\ or\ [a-z0-9_]+)*$ ]]; then
+		[[ " ${expr// or / } " == *" $tier "* ]]
+		return
+	fi
+	return 0
 }
 
 # The real SGLang (same release as the image's test build) in its own venv, for the e2e tier.
@@ -24,14 +49,26 @@ make_e2e_venv() {
 	"$venv/bin/python" -m pip install -q --disable-pip-version-check -e .
 }
 
+# System packages for the selected tiers: container (docker.io, debootstrap), e2e and entrypoint
+# (libnuma1: the launcher's pre-flight and SGLang's kernels load it). None for unit, gateway, deploy.
 install_system_packages() {
-	local missing=()
-	command -v dockerd >/dev/null || missing+=(docker.io)
-	command -v debootstrap >/dev/null || missing+=(debootstrap)
-	ldconfig -p | grep -q 'libnuma.so.1 ' || missing+=(libnuma1)
+	local missing=() wanted=()
+	if selected container "$@"; then
+		wanted+=(docker.io debootstrap)
+		command -v dockerd >/dev/null || missing+=(docker.io)
+		command -v debootstrap >/dev/null || missing+=(debootstrap)
+	fi
+	if selected e2e "$@" || selected entrypoint "$@"; then
+		wanted+=(libnuma1)
+		ldconfig -p | grep -q 'libnuma.so.1 ' || missing+=(libnuma1)
+	fi
+	if ((${#wanted[@]} == 0)); then
+		log "no system packages needed for -m '$(marker "$@")'"
+		return 0
+	fi
 	((${#missing[@]})) || return 0
 	if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-		echo "ERROR: missing ${missing[*]}; install them (Debian/Ubuntu: apt-get install ${missing[*]}) or run as root." >&2
+		echo "ERROR: the selected tiers need ${missing[*]}; install them (Debian/Ubuntu: apt-get install ${missing[*]}) or run as root." >&2
 		exit 1
 	fi
 	log "installing ${missing[*]}"
@@ -53,9 +90,9 @@ start_docker() {
 }
 
 _main() {
-	install_system_packages
-	if need_container_tier "$@"; then start_docker; fi
-	if need_e2e_tier "$@"; then make_e2e_venv; fi
+	install_system_packages "$@"
+	if selected container "$@"; then start_docker; else log "skipping Docker: the container tier is not selected"; fi
+	if selected e2e "$@"; then make_e2e_venv; else log "skipping .venv-e2e (real SGLang): the e2e tier is not selected"; fi
 	local venv="${VENV:-.venv}"
 	if [[ ! -x "$venv/bin/python" ]]; then
 		log "creating $venv"
@@ -81,4 +118,5 @@ _main() {
 	exit "$rc"
 }
 
-_main "$@"
+# sourced (the tests do, to check the tier selection): define only
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then _main "$@"; fi

@@ -187,37 +187,61 @@ def cmd_env() -> int:
     return 0
 
 
+# Sub-programs with their own options (`glm-image-sglang NAME --help`): module, one line, and the pip
+# packages they need beyond this package's own. Each is imported only when asked for.
+PROGRAMS: dict[str, tuple[str, str, str]] = {
+    "gateway": ("gateway.server", "the public API alone, in front of any SGLang server (--upstream URL)", ""),
+    "client": ("client", "generate an image, an edit or a video through the API and save it", ""),
+    "download": ("download", "fetch model folders from the Hub for /app/models (the air-gap path)", ""),
+    "random-model": (
+        "random_models",
+        "build random-weight model folders of the real architectures (tests, smoke tests)",
+        "torch diffusers transformers",
+    ),
+}
+LAUNCHER_COMMANDS = {
+    "serve": "(default) check everything, then start SGLang and the gateway",
+    "check": "run every check and print the commands, start nothing",
+    "env": "print the environment variables as a table",
+}
+
+
+def _program(name: str, argv: list[str]) -> int:
+    import importlib
+
+    module_name, _, needs = PROGRAMS[name]
+    try:
+        module = importlib.import_module(f".{module_name}", __package__)
+        code: int = module.main(argv)
+        return code
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").split(".")[0]
+        if not missing or missing == __package__:
+            raise  # our own bug, not a missing package
+        install = f"pip install {needs}" if needs else "pip install glm-image-sglang (with its dependencies)"
+        print(
+            f"ERROR: `glm-image-sglang {name}` needs the Python package '{missing}', which is not installed "
+            f"here. Run it inside the image (docker run --rm IMAGE {name} ...), or {install}.",
+            file=sys.stderr,
+        )
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "gateway":
-        from .gateway.server import main as gateway_main
-
-        return gateway_main(argv[1:])
-    if argv and argv[0] == "random-model":
-        from .random_models import main as random_main
-
-        return random_main(argv[1:])
-    if argv and argv[0] == "download":
-        from .download import main as download_main
-
-        return download_main(argv[1:])
-    if argv and argv[0] == "client":
-        from .client import main as client_main
-
-        return client_main(argv[1:])
+    if argv and argv[0] in PROGRAMS:
+        return _program(argv[0], argv[1:])
+    commands = "\n".join(f"  {name:13} {what}" for name, what in LAUNCHER_COMMANDS.items())
+    programs = "\n".join(f"  {name:13} {PROGRAMS[name][1]}" for name in PROGRAMS)
     parser = argparse.ArgumentParser(
         prog="glm-image-sglang",
         description="Start the SGLang diffusion server for GLM-Image or Wan 2.2, configured from the environment.",
-        epilog="Every setting is an environment variable; `glm-image-sglang env` lists them.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"commands:\n{commands}\n{programs}\n\nEvery setting of serve and check is an environment "
+        "variable (`glm-image-sglang env`); the others take options (`glm-image-sglang NAME --help`).",
     )
-    parser.add_argument(
-        "command",
-        nargs="?",
-        default="serve",
-        choices=["serve", "check", "env"],
-        help="serve (default): check, then start SGLang; check: run every check and print the command "
-        "without starting; env: print the environment variables as a table",
-    )
+    choices = [*LAUNCHER_COMMANDS, *PROGRAMS]  # the others never get here: named in "invalid choice" messages
+    parser.add_argument("command", nargs="?", default="serve", choices=choices, metavar="command")
     args = parser.parse_args(argv)
     if args.command == "env":
         return cmd_env()

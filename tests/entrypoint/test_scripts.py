@@ -129,3 +129,33 @@ def test_build_offline_serves_pip_cache(tmp_path):
     assert "built glm-image-sglang:t1" in proc.stdout
     assert "--network host --build-arg WHEELHOUSE_URL=http://127.0.0.1:" in proc.stdout
     assert "--build-arg SGLANG_SOURCE=wheelhouse" in proc.stdout
+
+
+def run_sh_function(call: str, uid: int = 1000) -> subprocess.CompletedProcess[str]:
+    """One function of tests/run.sh, sourced, as a non-root user (uid faked) on a machine without apt-get."""
+    code = f"id() {{ echo {uid}; }}; apt-get() {{ echo 'apt-get called' >&2; return 1; }}; source tests/run.sh; {call}"
+    return subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.mark.parametrize(
+    ("marker", "tiers"),
+    [
+        ("", "unit gateway entrypoint e2e container deploy"),
+        ("-m unit", "unit"),
+        ("-m 'unit or gateway'", "unit gateway"),
+        ("-m 'not container'", "unit gateway entrypoint e2e deploy"),
+        ("-m 'e2e and not container'", "e2e"),
+        ("-m 'weird(x)'", "unit gateway entrypoint e2e container deploy"),
+    ],
+)
+def test_run_sh_sets_up_only_the_selected_tiers(marker, tiers):
+    """tests/run.sh should read which tiers a -m expression selects (anything it cannot read: all of them)."""
+    loop = "for t in unit gateway entrypoint e2e container deploy; do selected $t " + marker + ' && echo -n "$t "; done'
+    assert run_sh_function(loop).stdout.strip() == tiers
+
+
+@pytest.mark.parametrize("marker", ["-m unit", "-m gateway", "-m deploy", "-m 'unit or gateway or deploy'"])
+def test_run_sh_unit_tiers_need_no_system_packages(marker):
+    """As a non-root user, the tiers that need no system package should not try to install any."""
+    proc = run_sh_function(f"install_system_packages {marker}")
+    assert proc.returncode == 0 and "no system packages needed" in proc.stdout and "apt-get" not in proc.stderr

@@ -53,29 +53,40 @@ def test_client_edit(glm, tmp_path):
     assert Image.open(out).size == (32, 32)
 
 
-def test_client_video_progress(ti2v, behaviour, tmp_path, capsys):
-    """`client video` should show a progress bar and save the MP4."""
+@pytest.mark.parametrize("video_api", ["sdk", "http"])
+def test_client_video_progress(ti2v, behaviour, tmp_path, capsys, recwarn, video_api):
+    """`client video` should show a progress bar and save the MP4, through the SDK's videos resource or
+    plain HTTP (for an SDK without it), without the SDK's deprecation noise."""
     behaviour.job_seconds = 1.0
     out = tmp_path / "v.mp4"
-    code = client_main(
-        [
-            "--base-url",
-            ti2v.served.url + "/v1",
-            "video",
-            "a cat",
-            "--frames",
-            "5",
-            "--poll",
-            "0.1",
-            "--size",
-            "256x256",
-            "-o",
-            str(out),
-        ]
-    )
+    argv = ["--base-url", ti2v.served.url + "/v1", "--video-api", video_api, "video", "a cat", "--frames", "5"]
+    code = client_main([*argv, "--poll", "0.1", "--size", "256x256", "-o", str(out)])
     assert code == 0 and out.read_bytes() == MP4
     err = capsys.readouterr().err
     assert "video video_" in err and "100/100" in err
+    assert not [w for w in recwarn if "Sora" in str(w.message)]
+
+
+def test_client_video_http_with_input_image(ti2v, behaviour, tmp_path):
+    """The plain-HTTP video path should upload the first frame like the SDK does."""
+    src = tmp_path / "first.png"
+    src.write_bytes(png(64, 64))
+    argv = ["--base-url", ti2v.served.url + "/v1", "--video-api", "http", "video", "it moves", "--image", str(src)]
+    assert client_main([*argv, "--frames", "5", "--poll", "0.1", "-o", str(tmp_path / "v.mp4")]) == 0
+    assert [body for _, path, body in behaviour.requests if path == "/v1/videos"][-1][
+        "input_reference"
+    ] == "input-0.png"
+
+
+def test_client_reads_the_key_file(make_gateway, tmp_path, monkeypatch):
+    """Inside the container the key is a file (API_KEY_FILE): `docker exec ... client` should use it."""
+    gw = make_gateway(api_key="file-key-1")
+    key_file = tmp_path / "api-key"
+    key_file.write_text("file-key-1\n")
+    monkeypatch.delenv("API_KEY", raising=False)
+    monkeypatch.setenv("API_KEY_FILE", str(key_file))
+    out = tmp_path / "a.png"
+    assert client_main(["--base-url", gw.served.url + "/v1", "image", "x", "--size", "64x64", "-o", str(out)]) == 0
 
 
 def test_client_reports_server_error(glm, tmp_path, capsys):

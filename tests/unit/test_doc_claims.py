@@ -1,0 +1,56 @@
+"""The docs say only what is true: every repository path they name exists, the settings tables are the
+launcher's own, and the numbers they quote about the test suite match it."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).parents[2]
+DOCS = [ROOT / "README.md", ROOT / "CLAUDE.md", *sorted((ROOT / "docs").glob("*.md"))]
+TOP = {p.name for p in ROOT.iterdir() if p.name != ".git"}
+
+
+def named_paths(text: str) -> list[str]:
+    """Backticked repository paths: a top-level entry, then more of a path; no placeholders."""
+    out = []
+    for token in re.findall(r"`([^`\s]+)`", text):
+        path = token.split(":")[0].rstrip(".,;)")
+        if path.split("/")[0] in TOP and ("/" in path or path in TOP) and not re.search(r"[<>{}*$|]", path):
+            out.append(path)
+    return out
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_named_path_exists(doc):
+    """A file or folder the docs name in backticks should exist in the repository."""
+    missing = [p for p in named_paths(doc.read_text()) if not (ROOT / p).exists()]
+    assert not missing, f"{doc.name} names paths that do not exist: {missing}"
+
+
+def test_path_check_sees_paths():
+    """The check above should really find paths (a doc without any would make it pass vacuously)."""
+    assert "deploy/base/statefulset.yaml" in named_paths((ROOT / "README.md").read_text())
+
+
+def test_readme_settings_tables_are_generated():
+    """Every row `glm-image-sglang env` prints (name, default, meaning) should be in README.md verbatim."""
+    table = subprocess.run(
+        [sys.executable, "-m", "glm_image_sglang", "env"], capture_output=True, text=True, check=True
+    ).stdout
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    stale = [row.split("|")[1].strip() for row in rows if row not in readme]
+    assert rows and not stale, f"README.md's rows for {stale} differ: paste `glm-image-sglang env`"
+
+
+def test_hostile_corpus_size_quoted_right():
+    """README quotes the size of the gateway's hostile-request corpus: it should be the corpus's."""
+    sys.path.insert(0, str(ROOT / "tests" / "gateway"))
+    from test_hostile import CORPUS
+
+    quoted = re.search(r"a (\d+)-request hostile corpus", (ROOT / "README.md").read_text())
+    assert quoted and int(quoted[1]) == len(CORPUS)
