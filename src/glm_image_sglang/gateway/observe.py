@@ -21,28 +21,22 @@ from .validation import ApiError
 access_log = logging.getLogger("glm_image_sglang.access")
 OPEN_ROUTES = ("/health", "/live")
 QUIET_ROUTES = ("/health", "/live", "/metrics")  # probes and scrapes: counted in metrics, not logged
+LATENCY = (0.05, 0.25, 1, 5, 15, 60, 180, 600, 1800, 3600)  # histogram buckets, seconds
+GENERATION = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other: "other"
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        self.registry = r = CollectorRegistry()
         self.requests = Counter(
-            "gateway_requests", "Requests by route and status", ["route", "method", "code"], registry=self.registry
+            "gateway_requests", "Requests by route and status", ["route", "method", "code"], registry=r
         )
         self.latency = Histogram(
-            "gateway_request_duration_seconds",
-            "Request latency",
-            ["route"],
-            buckets=(0.05, 0.25, 1, 5, 15, 60, 180, 600, 1800, 3600),
-            registry=self.registry,
+            "gateway_request_duration_seconds", "Request latency", ["route"], buckets=LATENCY, registry=r
         )
         self.generation = Histogram(
-            "gateway_generation_seconds",
-            "Time of successful generations",
-            ["kind"],
-            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
-            registry=self.registry,
+            "gateway_generation_seconds", "Time of successful generations", ["kind"], buckets=GENERATION, registry=r
         )
         self.in_flight = Gauge("gateway_generations_in_flight", "Generations running in SGLang", registry=self.registry)
         self.queued = Gauge("gateway_generations_queued", "Generations waiting for a slot", registry=self.registry)
