@@ -40,7 +40,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # curl               HEALTHCHECK
 # git                installs from git refs (the default source)
 # libglib2.0-0       OpenCV (video/image I/O in SGLang)
-COPY docker/build-env.sh src/glm_image_sglang/buildspec.py /usr/local/lib/glm-image-sglang/
+COPY docker/build-env.sh /usr/local/lib/glm-image-sglang/
 ARG PIP_INDEX=
 ARG PIP_EXTRA_INDEX=
 ARG WHEELHOUSE_URL=
@@ -70,6 +70,8 @@ ARG TRANSFORMERS_SOURCE=git:main
 ARG SGLANG_GIT_URL=
 ARG DIFFUSERS_GIT_URL=
 ARG TRANSFORMERS_GIT_URL=
+# Only the source-spec parser comes in here: editing the package's other code rebuilds nothing above it.
+COPY src/glm_image_sglang/buildspec.py /usr/local/lib/glm-image-sglang/
 # DL3013: versions come from SGLANG_SOURCE & co. (pip's argument is a variable hadolint cannot read).
 # hadolint ignore=DL3013
 RUN --mount=type=secret,id=ca \
@@ -116,10 +118,11 @@ RUN useradd --uid 1001 --gid 0 --home-dir /app/data/home --no-create-home --shel
     && chmod -R g=u /app/data \
     && chmod 0775 /app /app/models
 
-# --- our code (last, so editing it does not rebuild the layers above) -----------------------------
-COPY --chown=1001:0 pyproject.toml README.md /app/src/
-COPY --chown=1001:0 src /app/src/src
-COPY --chown=1001:0 --chmod=0755 entrypoint.sh /app/entrypoint.sh
+# --- our code (last, so editing it does not rebuild the layers above; root-owned: read-only to the
+# runtime user) ----------------------------------------------------------------------------------
+COPY pyproject.toml README.md /app/src/
+COPY src /app/src/src
+COPY --chmod=0755 entrypoint.sh /app/entrypoint.sh
 # Fails the build on a broken SGLang/diffusers/transformers combination; writes /app/build-info.json.
 ARG IMAGE_VERSION=dev
 ARG VCS_REF=unknown
@@ -132,7 +135,12 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation /app/src \
     && rm -rf /root/.cache /tmp/*
 
 ARG BASE_IMAGE
+# what was asked for (git:main) beside what went in (git:<commit>, in .sources); where the recipe lives
+ARG REQUESTED_SOURCES=
+ARG SOURCE_URL=
 LABEL org.opencontainers.image.title="glm-image-sglang" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.description="GLM-Image and Wan 2.2 served by the SGLang diffusion server (OpenAI-compatible API on port 30000)" \
       org.opencontainers.image.version="${IMAGE_VERSION}" \
       org.opencontainers.image.revision="${VCS_REF}" \
@@ -142,7 +150,8 @@ LABEL org.opencontainers.image.title="glm-image-sglang" \
       io.k8s.description="SGLang diffusion server for GLM-Image and Wan 2.2 (T2V-A14B, I2V-A14B, TI2V-5B)" \
       io.openshift.expose-services="30000:http" \
       io.openshift.tags="sglang,diffusion,glm-image,wan2.2,gpu" \
-      glm-image-sglang.sources="sglang=${SGLANG_SOURCE} diffusers=${DIFFUSERS_SOURCE} transformers=${TRANSFORMERS_SOURCE} flash-attn=${FLASH_ATTN}"
+      glm-image-sglang.sources="sglang=${SGLANG_SOURCE} diffusers=${DIFFUSERS_SOURCE} transformers=${TRANSFORMERS_SOURCE} flash-attn=${FLASH_ATTN}" \
+      glm-image-sglang.requested-sources="${REQUESTED_SOURCES}"
 
 ENV HOME=/app/data/home \
     DATA_DIR=/app/data \

@@ -20,6 +20,7 @@ Options:
 Environment (each is passed to the Dockerfile as a build argument when set):
   BASE_IMAGE             CUDA devel base (default nvidia/cuda:13.0.2-cudnn-devel-ubuntu24.04; host driver >= 580)
   SGLANG_SOURCE          git:REF | pypi:VERSION | pypi | wheelhouse         (default git:main)
+                         git:BRANCH and git:TAG are resolved to the commit first (git ls-remote)
   DIFFUSERS_SOURCE       git:REF | pypi:VERSION | pypi | wheelhouse | pinned (default git:main)
   TRANSFORMERS_SOURCE    git:REF | pypi:VERSION | pypi | wheelhouse | pinned (default git:main)
   SGLANG_GIT_URL, DIFFUSERS_GIT_URL, TRANSFORMERS_GIT_URL   git mirrors
@@ -83,14 +84,32 @@ _main() {
 	[[ "$tag" != "latest" ]] || die "refusing to tag 'latest': tags must say which source an image came from. Use --tag v1.2.3 or a git tag."
 	[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "invalid tag '$tag'"
 
+	# git:BRANCH or git:TAG -> the commit it names now: the build argument (BuildKit's cache key) changes
+	# exactly when the commit does, and the image's labels and build-info.json name the commit
+	local pkg src_var url_var spec resolved requested=()
+	for pkg in sglang diffusers transformers; do
+		src_var="${pkg^^}_SOURCE"
+		url_var="${pkg^^}_GIT_URL"
+		spec="${!src_var:-}"
+		if [[ -z $spec ]] && ((offline)); then continue; fi
+		spec="${spec:-git:main}"
+		resolved="$(python3 "$HERE/src/glm_image_sglang/buildspec.py" resolve "$pkg" "$spec" "${!url_var:-}")" || exit 2
+		requested+=("$pkg=$spec")
+		[[ $resolved == "$spec" ]] || echo "$pkg: $spec is $resolved"
+		printf -v "$src_var" '%s' "$resolved"
+	done
+
 	local image="${IMAGE_NAME:-glm-image-sglang}:${tag}"
 	local docker="${DOCKER:-docker}"
-	local vcs_ref
+	local vcs_ref source_url
 	vcs_ref="$(git -C "$HERE" rev-parse --verify -q HEAD 2>/dev/null || echo unknown)"
+	source_url="$(git -C "$HERE" remote get-url origin 2>/dev/null || true)"
+	if [[ $source_url =~ ^[a-z+]+://[^/]*@ ]]; then source_url=""; fi # never a URL with credentials in a label
 	local cmd=("$docker" build --progress=plain -t "$image" -f "$HERE/Dockerfile"
 		--build-arg "IMAGE_VERSION=$tag" --build-arg "VCS_REF=$vcs_ref"
 		--build-arg "BUILD_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-		--build-arg "MAX_JOBS=${MAX_JOBS:-2}")
+		--build-arg "MAX_JOBS=${MAX_JOBS:-2}" --build-arg "REQUESTED_SOURCES=${requested[*]}"
+		--build-arg "SOURCE_URL=$source_url")
 	local var
 	for var in BASE_IMAGE SGLANG_SOURCE DIFFUSERS_SOURCE TRANSFORMERS_SOURCE SGLANG_GIT_URL DIFFUSERS_GIT_URL \
 		TRANSFORMERS_GIT_URL FLASH_ATTN FLASH_ATTN_VERSION FLASH_ATTN_CUDA_ARCHS PIP_INDEX PIP_EXTRA_INDEX \

@@ -8,12 +8,19 @@ A source spec is one of:
   pinned         (diffusers, transformers) exactly what SGLang's requirements pin
   wheelhouse     the newest version found in the offline wheelhouse (pip-cache/)
 
-usage: python3 buildspec.py PACKAGE SPEC [GIT_URL]   -> prints the requirement ('' for pinned)
+usage: python3 buildspec.py PACKAGE SPEC [GIT_URL]           -> prints the requirement ('' for pinned)
+       python3 buildspec.py resolve PACKAGE SPEC [GIT_URL]   -> git:BRANCH or git:TAG as git:<commit SHA>
+
+build.sh resolves git refs before the build: the SHA becomes the build argument, so BuildKit's cache
+key changes exactly when the commit does (a literal `git:main` would reuse the first build's main
+forever), and the labels name the commit.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import sys
 
 PACKAGES = {
@@ -24,6 +31,7 @@ PACKAGES = {
 }
 
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_COMMIT = re.compile(r"^[0-9a-f]{7,40}$")  # already a commit: nothing to resolve
 _VERSION = re.compile(r"^[0-9][0-9A-Za-z.+!-]{0,63}$")
 
 
@@ -56,7 +64,47 @@ def requirement(package: str, spec: str, git_url: str = "") -> str:
     raise SpecError(f"{env}={spec!r} is not supported; use one of: {allowed}")
 
 
+def resolve(package: str, spec: str, git_url: str = "", timeout: float = 60) -> str:
+    """git:BRANCH or git:TAG -> git:<the commit it points at now>; other specs unchanged."""
+    requirement(package, spec, git_url)  # validates
+    kind, _, ref = spec.strip().partition(":")
+    if kind != "git" or _COMMIT.match(ref):
+        return spec.strip()
+    url = git_url or PACKAGES[package][1]
+    env_url = f"{package.upper()}_GIT_URL"
+    fix = (
+        f"set {env_url} to a reachable mirror, {package.upper()}_SOURCE=git:<commit SHA>, or "
+        f"{package.upper()}_SOURCE=pypi:VERSION"
+    )
+    try:
+        out = subprocess.run(
+            ["git", "ls-remote", url, f"refs/heads/{ref}", f"refs/tags/{ref}", f"refs/tags/{ref}^{{}}"],
+            capture_output=True, text=True, timeout=timeout, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise SpecError(
+            f"cannot resolve git:{ref} of {package}: {url} did not answer in {timeout:.0f} s; {fix}"
+        ) from None
+    except FileNotFoundError:
+        raise SpecError(f"cannot resolve git:{ref} of {package}: git is not installed here; {fix}") from None
+    if out.returncode != 0:
+        said = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"
+        raise SpecError(f"cannot resolve git:{ref} of {package}: {url} is not reachable ({said}); {fix}")
+    refs = {name: commit for commit, _, name in (line.partition("\t") for line in out.stdout.splitlines())}
+    sha = refs.get(f"refs/tags/{ref}^{{}}") or refs.get(f"refs/tags/{ref}") or refs.get(f"refs/heads/{ref}") or ""
+    if not sha:
+        raise SpecError(f"{package.upper()}_SOURCE=git:{ref}: {url} has no branch or tag '{ref}'; {fix}")
+    return f"git:{sha}"
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["resolve"] and len(argv) in (3, 4):
+        try:
+            print(resolve(argv[1], argv[2], argv[3] if len(argv) == 4 else ""))
+        except SpecError as e:
+            print(f"ERROR: {e}", file=sys.stderr)
+            return 2
+        return 0
     if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2

@@ -10,11 +10,47 @@ pytestmark = pytest.mark.entrypoint
 ROOT = Path(__file__).parents[2]
 
 
+# Released sources unless a test sets its own: GitHub, where git:main points, is not reachable here, and
+# resolving git refs has tests of its own below (against a local mirror).
+RELEASED = {"SGLANG_SOURCE": "pypi:0.5.23", "DIFFUSERS_SOURCE": "pinned", "TRANSFORMERS_SOURCE": "pinned"}
+
+
 def script(*args, env=None, cwd=ROOT):
     return subprocess.run(
-        [str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, cwd=cwd,
-        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **(env or {})},
+        [str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=120, cwd=cwd,
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **RELEASED, **(env or {})},
     )  # fmt: skip
+
+
+def mirror(path: Path) -> tuple[str, str]:
+    """A local git repository standing in for a project's mirror, with a branch main: (URL, its commit)."""
+    ids = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "one"]):
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, env={**os.environ, **ids})
+    head = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    return f"file://{path}", head.stdout.strip()
+
+
+def test_build_resolves_git_main_to_a_commit(tmp_path):
+    """The default git:main should reach the build as the commit main points at (the cache key follows
+    the commit), be printed by --dry-run, and what was asked for should go to a label."""
+    url, head = mirror(tmp_path)
+    urls = {f"{p}_GIT_URL": url for p in ("SGLANG", "DIFFUSERS", "TRANSFORMERS")}
+    unset = {f"{p}_SOURCE": "" for p in ("SGLANG", "DIFFUSERS", "TRANSFORMERS")}  # the defaults
+    proc = script("build.sh", "--tag", "t1", "--dry-run", env={**urls, **unset})
+    assert proc.returncode == 0, proc.stderr
+    assert f"sglang: git:main is git:{head}" in proc.stdout
+    for var in ("SGLANG_SOURCE", "DIFFUSERS_SOURCE", "TRANSFORMERS_SOURCE"):
+        assert f"--build-arg {var}=git:{head}" in proc.stdout, var
+    assert "--build-arg REQUESTED_SOURCES=sglang=git:main diffusers=git:main transformers=git:main" in proc.stdout
+
+
+def test_build_unreachable_git_remote_names_the_mirror_variable(tmp_path):
+    """A git source whose remote does not answer should stop the build before docker runs, naming the fix."""
+    proc = script("build.sh", "--tag", "t1", "--dry-run",
+                  env={"SGLANG_SOURCE": "git:main", "SGLANG_GIT_URL": f"file://{tmp_path}/missing"})  # fmt: skip
+    assert proc.returncode == 2 and "set SGLANG_GIT_URL to a reachable mirror" in proc.stderr
+    assert "docker build" not in proc.stdout
 
 
 def git(*args):
