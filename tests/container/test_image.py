@@ -72,6 +72,8 @@ def test_labels_record_version_and_sources(inspect):
         "sglang=pypi:0.5.23 diffusers=pinned transformers=pinned flash-attn=skip"
     )
     assert labels["io.openshift.expose-services"] == "30000:http"
+    assert labels["glm-image-sglang.requested-sources"] == "sglang=pypi:0.5.23 diffusers=pinned transformers=pinned"
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0" and "org.opencontainers.image.source" in labels
 
 
 def test_build_info(image):
@@ -93,11 +95,14 @@ def test_healthcheck_allows_model_load(inspect):
 
 
 def test_image_dirs_group_writable_without_tmpfs(image):
-    """Without any volume, /app/data in the image should be writable by an arbitrary UID in group 0."""
+    """Without any volume, /app/data in the image should be writable by an arbitrary UID in group 0, and the
+    code (the venv, /app/src, the entrypoint) by nobody at run time."""
     name = f"gis-test-{uuid.uuid4().hex[:8]}"
     try:
         proc = docker("run", "--name", name, "--user", RANDOM_UID, "--network", "none", image, "sh", "-c",
-                      "touch /app/data/outputs/x /app/data/cache/x && ! touch /opt/venv/x 2>/dev/null && echo ok",
+                      "touch /app/data/outputs/x /app/data/cache/x && ! touch /opt/venv/x 2>/dev/null "
+                      "&& ! touch /app/src/pyproject.toml 2>/dev/null && ! touch /app/entrypoint.sh 2>/dev/null "
+                      "&& echo ok",
                       check=False)  # fmt: skip
     finally:
         docker("rm", "-f", name, check=False)
