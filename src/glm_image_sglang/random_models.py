@@ -113,7 +113,7 @@ def build_wan(key: str, out: Path, scale: str, device: str, link_experts: bool =
 
 def build_glm_image(out: Path, scale: str, device: str) -> dict[str, Any]:
     """GLM-Image with the AR model, its processor, vision tower and VQ sized so that edits work:
-    processor patch = vision patch = 32 px (the d32 grid), no temporal patching, no spatial merge."""
+    processor patch = vision patch = 16 px (the real processor's), no temporal patching, no spatial merge."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, GlmImagePipeline, GlmImageTransformer2DModel
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers

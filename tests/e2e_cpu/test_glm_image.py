@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 
 import pytest
 from PIL import Image
@@ -33,7 +34,10 @@ def test_health_only_after_load(server):
 def test_one_warmup_and_start_up_phases(server):
     """The gateway's test generation should be the only warm-up (the launcher turns SGLang's own off), and
     the launcher should say where the start-up seconds went, with each component's weight load."""
-    logs = server.logs()
+    deadline = time.monotonic() + 60  # the launcher prints it at its next look at /health, just after ready
+    while "[launcher] start-up phases:" not in (logs := server.logs()):
+        assert time.monotonic() < deadline, logs[-3000:]
+        time.sleep(0.2)
     assert "--warmup-mode off" in logs and "fired up and ready to roll" not in logs
     phases = next(line for line in logs.splitlines() if "[launcher] start-up phases:" in line)
     assert "SGLang imports" in phases and "worker start" in phases and "transformer " in phases, phases
@@ -86,6 +90,29 @@ def test_edit_with_uploaded_png(server):
     assert resp.status_code == 200, resp.text[-2000:]
     img = Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"])))
     assert img.size == (32, 32)
+
+
+def edit(server, size, **source):
+    """An edit through the gateway; source: files={...} (upload) or url=... (a data URL), always multipart."""
+    files = source.get("files") or [("url", (None, source["url"]))]
+    data = {"prompt": "make it night", "size": size, "num_inference_steps": "2", "generator_device": "cpu",
+            "response_format": "b64_json"}  # fmt: skip
+    return server.client.post("/v1/images/edits", files=files, data=data)
+
+
+def test_edit_non_square(server):
+    """A non-square edit should come back at its size: the source image's tokens must land on the DiT's
+    latent grid in both directions (the full-size failure on the GPU was a grid mismatch)."""
+    resp = edit(server, "64x32", files={"image": ("in.png", png(64, 32), "image/png")})
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
+
+
+def test_edit_from_a_data_url(server):
+    """The source image may come as a data URL instead of an upload."""
+    resp = edit(server, "32x64", url="data:image/png;base64," + base64.b64encode(png(32, 64)).decode())
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (32, 64)
 
 
 def test_sigterm_exits_in_time(server):

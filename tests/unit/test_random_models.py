@@ -34,3 +34,16 @@ def test_full_glm_image_config_keeps_prior_codes_in_range():
     assert text["vision_vocab_size"] <= full["transformer"]["prior_vq_quantizer_codebook_size"]
     rope = text["rope_parameters"]
     assert sum(rope["mrope_section"]) * 2 == 4096 // 32 * rope["partial_rotary_factor"]
+
+
+@pytest.mark.parametrize("scale", ["tiny", "full"])
+def test_glm_image_patch_geometry_is_the_real_one(scale):
+    """Source images for edits must be cut as the real processor cuts them (16-px patches, no temporal patch,
+    no merge; zai-org/GLM-Image's processor/preprocessor_config.json) with a vision tower of the same patch:
+    the 32-px stand-in made every full-size edit fail ('tensor a (4096) must match tensor b (1024)')."""
+    cfg = random_models.configs()["glm-image"][scale]
+    processor = cfg["image_processor"]
+    assert (processor["patch_size"], processor["temporal_patch_size"], processor["merge_size"]) == (16, 1, 1)
+    assert cfg["vision_language_encoder"]["vision_config"]["patch_size"] == 16
+    if scale == "full":
+        assert processor["size"] == {"shortest_edge": 512 * 512, "longest_edge": 2048 * 2048}  # min/max pixels
