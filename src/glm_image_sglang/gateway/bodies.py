@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from . import validation as v
+from .images import sniff_image
 from .limits import BodyGate
 from .validation import ApiError
 
@@ -78,7 +79,7 @@ async def images(
             )
         shown = upload.filename or key  # for messages only
         content = await upload.read()
-        kind, size = v.sniff_image(content, shown, limits)
+        kind, size = sniff_image(content, shown, limits)
         out.append((key, (f"{stem}-{i}.{EXTENSIONS.get(kind, 'img')}", content, kind), size))
     return out
 

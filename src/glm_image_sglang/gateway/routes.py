@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from . import validation as v
 from .bodies import check_id, form_body, form_strings, images, is_multipart, json_body
+from .images import check_edit_aspect
 from .limits import check_video_capacity
 from .observe import note_prompt
 from .upstream import scrub, scrub_text
@@ -85,7 +86,7 @@ async def images_edits(request: Request) -> Response:
         v.check_reference(data, key, gw.limits)
     checked = await images(files, ("image", "image[]"), "image", gw.limits)
     for (key, upload), (_, _, size) in zip(files, checked, strict=True):
-        v.check_edit_aspect(data, size, upload.filename or key)
+        check_edit_aspect(data, size, upload.filename or key)
     uploads = [(key, named) for key, named, _ in checked]
     if not uploads and not any(k in data for k in ("url", "url[]")):
         raise ApiError(400, "no image given: upload it in the 'image' field.", "image", "missing_parameter")
