@@ -33,10 +33,13 @@ from imagebuild import DOCKER, OPENSHIFT, RANDOM_UID, ROOT
 PLUGIN = Path(__file__).parent / "cpu_plugin"
 E2E_PYTHON = Path(os.environ.get("E2E_PYTHON", ROOT / ".venv-e2e" / "bin" / "python"))
 READY_TIMEOUT = 420
+# Long enough for the SIGTERM test's running job to finish on a busy machine (it ran past 20 s under two
+# busy loops on 2 cores); a drain with nothing left ends at once, so this costs nothing otherwise.
+GRACE = 120
 CPU_ENV = {
     "REQUIRE_GPU": "false",
     "TORCHDYNAMO_DISABLE": "1",  # torch.compile costs ~10 s per new shape on 2 cores
-    "GRACEFUL_SHUTDOWN_TIMEOUT": "20",
+    "GRACEFUL_SHUTDOWN_TIMEOUT": str(GRACE),
     # as the deploy/ manifests run it: ids carry the replica name (the forwarding itself is in the gateway tier)
     "REPLICA_ID": "e2e-0",
     "PEER_URL": "http://{replica}.e2e-peers:30000",

@@ -9,7 +9,7 @@ import time
 import pytest
 from PIL import Image
 
-from harness import BACKENDS, serve
+from harness import BACKENDS, GRACE, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -118,4 +118,4 @@ def test_edit_from_a_data_url(server):
 def test_sigterm_exits_in_time(server):
     """SIGTERM should stop the whole server within the grace period."""
     code, seconds = server.stop()
-    assert seconds < 20 + 5 + 10 and code in (0, 143), server.logs()[-3000:]
+    assert seconds < GRACE + 10 + 5 and code in (0, 143), server.logs()[-3000:]

@@ -9,7 +9,7 @@ import time
 import pytest
 from PIL import Image
 
-from harness import BACKENDS, decode_mp4, serve, wait_job
+from harness import BACKENDS, GRACE, decode_mp4, serve, wait_job
 
 pytestmark = pytest.mark.e2e
 SMALL = {"size": "64x64", "num_frames": 5, "num_inference_steps": 2, "seed": 0, "generator_device": "cpu"}
@@ -81,12 +81,12 @@ def test_t2v_sigterm_during_job_loses_nothing(t2v):
         time.sleep(0.1)
     refused = t2v.client.post("/v1/videos", json={"prompt": "one more", **SMALL})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down", refused.text
-    assert wait_job(t2v.client, job["id"], timeout=30)["status"] == "completed"
+    assert wait_job(t2v.client, job["id"], timeout=GRACE)["status"] == "completed"
     frames, width, height, _ = decode_mp4(t2v.client.get(f"/v1/videos/{job['id']}/content").content)
     assert (frames, width, height) == (33, 128, 128)
-    code = t2v.wait_exit(timeout=20 + 10 + 5)
+    code = t2v.wait_exit(timeout=GRACE + 10 + 5)
     assert code == 0, t2v.logs()[-3000:]
-    assert time.monotonic() - t0 < 20 + 10 + 5
+    assert time.monotonic() - t0 < GRACE + 10 + 5
     assert "drained in" in t2v.logs()
 
 
