@@ -54,6 +54,7 @@ def prepare(settings: Settings) -> Prepared:
     machine = preflight.probe_machine()
     plan = make_plan(settings, model, machine)
     preflight.check_toolchain(settings.require_gpu)
+    preflight.check_attention_backend(settings.attention_backend)
     preflight.check_resources(settings, plan, machine, model.display_name)
     preflight.check_writable([settings.outputs, settings.uploads, settings.caches])
     preflight.check_port(settings.host, settings.port)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import importlib.util
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from .errors import ResourceError
+from .errors import ConfigError, ResourceError
 from .models import GiB
 from .plan import Gpu, Machine, Plan
 from .settings import Settings
@@ -225,3 +226,14 @@ def check_toolchain(require_gpu: bool) -> None:
             "libnuma.so.1 is missing: SGLang's kernels fail with 'ImportError: libnuma.so.1'. "
             "Install libnuma1 in the image (apt-get install libnuma1)."
         ) from None
+
+
+def check_attention_backend(backend: str) -> None:
+    """ATTENTION_BACKEND=fa2 runs on the flash-attn package, which only an image built with
+    FLASH_ATTN=source has: say so now, not as an ImportError in SGLang's worker after the load."""
+    if backend == "fa2" and importlib.util.find_spec("flash_attn") is None:
+        raise ConfigError(
+            "ATTENTION_BACKEND=fa2 needs the flash-attn package, and this image has none (built with "
+            "FLASH_ATTN=skip). Use ATTENTION_BACKEND=auto (SGLang's FlashAttention 3), or rebuild the image "
+            "with FLASH_ATTN=source."
+        )

@@ -24,6 +24,7 @@ VARIANT_CHOICES = ("auto", *VARIANTS, "other")
 CFG_CHOICES = ("auto", "on", "off")
 OFFLOAD_CHOICES = ("auto", "none", "text-encoder", "dit-layerwise", "dit")
 PREFLIGHT_CHOICES = ("enforce", "warn")
+ATTENTION_CHOICES = ("auto", "fa3", "fa2", "sdpa")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -75,6 +76,13 @@ FIELDS: tuple[Field, ...] = (
         "auto, none, text-encoder, dit-layerwise or dit: which weights live in host RAM between uses. "
         "auto keeps everything on the GPU when it fits (least host RAM), else offloads the text "
         "encoder, then the DiT layer by layer.",
+    ),
+    Field(
+        "ATTENTION_BACKEND",
+        "attention_backend",
+        "auto",
+        "auto (SGLang's choice: its own FlashAttention kernels where the GPU has them), fa3 (those kernels), "
+        "fa2 (the flash-attn package that FLASH_ATTN=source compiles into the image) or sdpa (PyTorch's).",
     ),
     Field(
         "SERVED_MODEL_NAME",
@@ -253,6 +261,7 @@ class Settings:
     ulysses_degree: int | None = None
     ring_degree: int | None = None
     offload: str = "auto"
+    attention_backend: str = "auto"
     served_model_name: str | None = None
     log_level: str = "info"
     data_dir: Path = Path("/app/data")
@@ -460,6 +469,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ulysses_degree": _int(1, 64),
     "ring_degree": _int(1, 64),
     "offload": _choice(OFFLOAD_CHOICES),
+    "attention_backend": _choice(ATTENTION_CHOICES),
     "log_level": _choice(LOG_LEVELS),
     "data_dir": _path,
     "output_dir": _path,

@@ -27,6 +27,8 @@ OFFLOAD_SWITCHES: dict[str, dict[str, bool]] = {
     "dit-layerwise": {"--text-encoder-cpu-offload": True, "--dit-layerwise-offload": True},
     "dit": {"--text-encoder-cpu-offload": True, "--dit-cpu-offload": True},
 }
+# ATTENTION_BACKEND -> SGLang's --attention-backend (auto passes nothing: SGLang picks per GPU)
+ATTENTION_BACKENDS = {"fa3": "fa3", "fa2": "fa2", "sdpa": "torch_sdpa"}
 ALL_SWITCHES = (
     "--dit-cpu-offload",
     "--dit-layerwise-offload",
@@ -84,6 +86,8 @@ def build(
         switches = OFFLOAD_SWITCHES[plan.offload]
         for flag in ALL_SWITCHES:
             argv += [flag, _bool(switches.get(flag, False))]
+    if settings.attention_backend in ATTENTION_BACKENDS:
+        argv += ["--attention-backend", ATTENTION_BACKENDS[settings.attention_backend]]
     argv += ["--output-path", str(settings.outputs), "--input-save-path", str(settings.uploads)]
     argv += ["--log-level", settings.log_level]
 

@@ -189,3 +189,19 @@ def test_port_with_time_wait_connections_is_free():
     client.close()
     listener.close()
     assert preflight.port_free("127.0.0.1", port)
+
+
+def test_fa2_without_flash_attn_names_the_rebuild(monkeypatch):
+    """ATTENTION_BACKEND=fa2 in an image without flash-attn should stop before the load, naming both ways out."""
+    from glm_image_sglang.errors import ConfigError
+
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError) as e:
+        preflight.check_attention_backend("fa2")
+    assert "FLASH_ATTN=source" in str(e.value) and "ATTENTION_BACKEND=auto" in str(e.value)
+
+
+def test_fa2_with_flash_attn_passes(monkeypatch):
+    """With the flash-attn package installed, fa2 should pass the check."""
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name: object() if name == "flash_attn" else None)
+    preflight.check_attention_backend("fa2")

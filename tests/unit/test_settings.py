@@ -36,6 +36,7 @@ def test_empty_variable_means_default():
         ({"PORT": "http"}, r"PORT='http' is not a whole number"),
         ({"PORT": "70000"}, r"PORT=70000 is out of range"),
         ({"OFFLOAD": "gpu"}, r"OFFLOAD='gpu' is not one of: auto, none, text-encoder"),
+        ({"ATTENTION_BACKEND": "flash"}, r"ATTENTION_BACKEND='flash' is not one of: auto, fa3, fa2, sdpa"),
         ({"MODEL_VARIANT": "wan2.1"}, r"MODEL_VARIANT='wan2.1' is not one of: auto, glm-image"),
         ({"ENABLE_METRICS": "maybe"}, r"ENABLE_METRICS='maybe' is not a boolean"),
         ({"DATA_DIR": "data"}, r"DATA_DIR='data' must be an absolute path"),

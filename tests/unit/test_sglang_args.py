@@ -148,3 +148,14 @@ def test_warmup_switch_left_out_when_sglang_lacks_it(t2v):
     s = Settings.from_env({"MODEL_PATH": str(t2v.path)})
     launch = sglang_args.build(s, t2v, plan(), 5555, 30005, {"--model-path"}, own_warmup=False)
     assert "--warmup-mode" not in launch.argv and "--warmup-mode" in launch.dropped
+
+
+def test_attention_backend_auto_leaves_sglang_to_choose(t2v):
+    """ATTENTION_BACKEND=auto (the default) should pass no --attention-backend: SGLang picks per GPU."""
+    assert "--attention-backend" not in argv(t2v).argv
+
+
+@pytest.mark.parametrize(("ours", "sglang"), [("fa2", "fa2"), ("fa3", "fa3"), ("sdpa", "torch_sdpa")])
+def test_attention_backend_is_passed_by_sglang_name(t2v, ours, sglang):
+    """A chosen ATTENTION_BACKEND should reach SGLang under SGLang's own name for it."""
+    assert flag(argv(t2v, {"ATTENTION_BACKEND": ours}).argv, "--attention-backend") == sglang
