@@ -10,7 +10,8 @@ Builds glm-image-sglang:<tag> from this directory with BuildKit and --progress=p
 <tag> is the exact git tag of HEAD, else the short commit, plus "-dirty" when the tree has changes.
 
 Options:
-  --save       also write glm-image-sglang-<tag>.tar (docker save) and its .sha256, for air-gap transfer
+  --save       also write glm-image-sglang-<tag>.tar.gz (docker save, gzip -1; pigz when installed) and its
+               .sha256, for air-gap transfer; docker load, podman load and skopeo read it as it is
   --offline    install every Python package from pip-cache/ (filled by ./download-packages.sh);
                the build then needs no package index at all
   --tag TAG    use TAG instead of the git-derived one ("latest" is refused)
@@ -120,6 +121,16 @@ _main() {
 	if [[ -n "${CA_BUNDLE:-}" && ! -r "$ca" ]]; then die "CA_BUNDLE=$ca is not a readable file"; fi
 	if [[ -r "$ca" ]]; then cmd+=(--secret "id=ca,src=$ca"); fi
 
+	# a git mirror on this machine (a loopback URL) is reachable from the build only on the host network
+	if ! ((offline)); then
+		for var in SGLANG_GIT_URL DIFFUSERS_GIT_URL TRANSFORMERS_GIT_URL; do
+			if [[ ${!var:-} =~ ^[a-z+]+://(localhost|127\.[0-9.]+|\[::1\])([:/]|$) ]]; then
+				cmd+=(--network host)
+				break
+			fi
+		done
+	fi
+
 	if ((offline)); then
 		if ! compgen -G "$HERE/pip-cache/*.whl" >/dev/null; then
 			die "pip-cache/ has no wheels: run ./download-packages.sh on a connected machine first"
@@ -141,8 +152,16 @@ _main() {
 	DOCKER_BUILDKIT=1 "${cmd[@]}"
 	echo "built $image"
 	if ((save)); then
-		local tar="glm-image-sglang-${tag}.tar"
-		"$docker" save -o "$tar" "$image"
+		# compressed: about half the image's size to store and carry (46 % for the CI image); written under
+		# a temporary name, so an interrupted save never leaves a file that looks complete
+		local tar="glm-image-sglang-${tag}.tar.gz" gz=(gzip -1)
+		if command -v pigz >/dev/null; then gz=(pigz -1); fi
+		echo "saving $image to $tar (${gz[0]})"
+		if ! "$docker" save "$image" | "${gz[@]}" >"$tar.partial"; then
+			rm -f "$tar.partial"
+			die "docker save $image > $tar failed (free disk in $PWD? about half the image size is needed)"
+		fi
+		mv "$tar.partial" "$tar"
 		sha256sum "$tar" >"$tar.sha256"
 		echo "saved $tar ($(du -h "$tar" | cut -f1)) and $tar.sha256"
 		echo "on the closed side: sha256sum -c $tar.sha256 && docker load -i $tar"

@@ -13,3 +13,8 @@ export APT_OPTS
 if [[ -n "${PIP_INDEX:-}" ]]; then export PIP_INDEX_URL="$PIP_INDEX"; fi
 if [[ -n "${PIP_EXTRA_INDEX:-}" ]]; then export PIP_EXTRA_INDEX_URL="$PIP_EXTRA_INDEX"; fi
 if [[ -n "${WHEELHOUSE_URL:-}" ]]; then export PIP_FIND_LINKS="$WHEELHOUSE_URL" PIP_NO_INDEX=1; fi
+# SGLang from git (the default) builds its Rust extensions with cargo and crates.io unless told not to
+# (python/setup.py). None is used by the diffusion server (they serve SGLang's LLM gRPC/Rust HTTP
+# front-ends and LLM radix cache), the image has no Rust toolchain, and an air gap has no crates.io.
+# Wheels from PyPI carry them prebuilt either way.
+export SGLANG_BUILD_RUST_EXTS="${SGLANG_BUILD_RUST_EXTS:-none}"

@@ -1,5 +1,5 @@
 """Building the product image for tests: a local Debian base (no registry is reachable here), a CUDA
-devel stand-in, then ./build.sh with SGLang from PyPI and flash-attn skipped. Shared by the container
+devel stand-in, then ./build.sh with SGLang from git (a local mirror of the release) and flash-attn skipped. Shared by the container
 and end-to-end tiers (the `image` fixture in tests/conftest.py)."""
 
 from __future__ import annotations
@@ -58,15 +58,35 @@ OPENSHIFT = manifest_run_flags()
 TITLE_LABEL = "org.opencontainers.image.title=glm-image-sglang"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 LOGS = ROOT / ".cache"
-# What the tests build: the real Dockerfile with SGLang from PyPI on the local CUDA stand-in.
+SGLANG_VERSION = "0.5.23"
+# What the tests build: the real Dockerfile on the local CUDA stand-in, SGLang by the default git path
+# (from a local mirror of the release: gitmirror.py), diffusers/transformers as SGLang pins them.
 BUILD_ENV = os.environ | {
     "DOCKER": DOCKER,
     "BASE_IMAGE": CUDA_BASE,
-    "SGLANG_SOURCE": "pypi:0.5.23",
     "DIFFUSERS_SOURCE": "pinned",
     "TRANSFORMERS_SOURCE": "pinned",
     "FLASH_ATTN": "skip",
 }
+_mirror = None
+
+
+def sglang_mirror():
+    """The local git mirror of SGLang (made once, served while the test session runs)."""
+    global _mirror
+    if _mirror is None:
+        from gitmirror import serve
+
+        python = docker("run", "--rm", "--network", "none", CUDA_BASE, "python3", "-c",
+                        "import sys; print('%d.%d' % sys.version_info[:2])").stdout.strip()  # fmt: skip
+        _mirror = serve(LOGS / "sglang-mirror", SGLANG_VERSION, python)
+    return _mirror
+
+
+def build_env() -> dict[str, str]:
+    """./build.sh's environment for the test image: SGLANG_SOURCE=git:<branch> of the local mirror."""
+    mirror = sglang_mirror()
+    return BUILD_ENV | {"SGLANG_SOURCE": f"git:{mirror.branch}", "SGLANG_GIT_URL": mirror.url}
 
 
 def docker(*args: str, check: bool = True, timeout: float = 600, **kw) -> subprocess.CompletedProcess[str]:
@@ -121,7 +141,7 @@ def build_image() -> str:
             ],
             env=os.environ | {"DOCKER_BUILDKIT": "1"},
         )
-    logged("build", ["./build.sh", "--tag", TAG], env=BUILD_ENV)
+    logged("build", ["./build.sh", "--tag", TAG], env=build_env())
     prune_stale_images()
     return IMAGE
 

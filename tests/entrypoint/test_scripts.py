@@ -167,6 +167,55 @@ def test_build_offline_serves_pip_cache(tmp_path):
     assert "--build-arg SGLANG_SOURCE=wheelhouse" in proc.stdout
 
 
+def test_build_loopback_git_mirror_gets_the_host_network():
+    """A git mirror on this machine (loopback URL) should be reachable from the build: --network host."""
+    env = {"SGLANG_SOURCE": "git:abcdef1", "SGLANG_GIT_URL": "http://127.0.0.1:8080/sglang.git"}
+    assert "--network host" in script("build.sh", "--tag", "t1", "--dry-run", env=env).stdout
+
+
+def test_build_remote_git_mirror_keeps_the_build_network():
+    """A mirror elsewhere should not widen the build's network."""
+    env = {"SGLANG_SOURCE": "git:abcdef1", "SGLANG_GIT_URL": "https://git.corp.example/sglang.git"}
+    assert "--network" not in script("build.sh", "--tag", "t1", "--dry-run", env=env).stdout
+
+
+def _save_with_fake_docker(tmp_path, save_output: str) -> subprocess.CompletedProcess[str]:
+    """./build.sh --save against a docker that builds at once and whose `save` prints save_output (or fails
+    when save_output is empty)."""
+    fake = tmp_path / "docker"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = save ]; then [ -n "{save_output}" ] || exit 1; printf "{save_output}"; fi\n'
+    )
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    return subprocess.run([str(ROOT / "build.sh"), "--tag", "t1", "--save"], cwd=out,
+                          env={"PATH": os.environ["PATH"], "DOCKER": str(fake), "SGLANG_SOURCE": "pypi:0.5.23",
+                               "DIFFUSERS_SOURCE": "pinned", "TRANSFORMERS_SOURCE": "pinned"},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_build_save_writes_gzip_and_checksum(tmp_path):
+    """--save should write docker save's stream gzip-compressed, with a checksum that verifies."""
+    import gzip
+
+    proc = _save_with_fake_docker(tmp_path, "image-archive-bytes")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["glm-image-sglang-t1.tar.gz", "glm-image-sglang-t1.tar.gz.sha256"]
+    assert gzip.decompress((out / "glm-image-sglang-t1.tar.gz").read_bytes()) == b"image-archive-bytes"
+    check = subprocess.run(["sha256sum", "-c", "glm-image-sglang-t1.tar.gz.sha256"], cwd=out, capture_output=True)
+    assert check.returncode == 0
+
+
+def test_build_save_failure_leaves_no_archive(tmp_path):
+    """A failed docker save should be an error naming the likely cause, and leave no file behind that
+    looks like a complete archive."""
+    proc = _save_with_fake_docker(tmp_path, "")
+    assert proc.returncode == 2 and "docker save" in proc.stderr and "free disk" in proc.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def run_sh_function(call: str, uid: int = 1000) -> subprocess.CompletedProcess[str]:
     """One function of tests/run.sh, sourced, as a non-root user (uid faked) on a machine without apt-get."""
     code = f"id() {{ echo {uid}; }}; apt-get() {{ echo 'apt-get called' >&2; return 1; }}; source tests/run.sh; {call}"
