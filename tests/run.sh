@@ -92,7 +92,12 @@ start_docker() {
 _main() {
 	install_system_packages "$@"
 	if selected container "$@"; then start_docker; else log "skipping Docker: the container tier is not selected"; fi
-	if selected e2e "$@"; then make_e2e_venv; else log "skipping .venv-e2e (real SGLang): the e2e tier is not selected"; fi
+	# the e2e tests' [image] half is in the container tier too: it makes its random models with .venv-e2e
+	if selected e2e "$@" || selected container "$@"; then
+		make_e2e_venv
+	else
+		log "skipping .venv-e2e (real SGLang): neither the e2e nor the container tier is selected"
+	fi
 	local venv="${VENV:-.venv}"
 	if [[ ! -x "$venv/bin/python" ]]; then
 		log "creating $venv"

@@ -268,11 +268,13 @@ def test_save_load_round_trip_without_secrets(image, tmp_path):
 
 
 def _layer_steps(dockerfile: Path) -> list[str]:
-    """The Dockerfile's layer-making instructions (RUN, COPY, ADD), first line of each, in order."""
+    """The Dockerfile's layer-making instructions, first line of each, in order: RUN, COPY, ADD, and
+    WORKDIR (BuildKit makes a layer for it even when the directory exists, and for a RUN that changes
+    nothing)."""
     steps = []
     for line in dockerfile.read_text().splitlines():
         word = line.split(" ", 1)[0]
-        if word in ("RUN", "COPY", "ADD"):
+        if word in ("RUN", "COPY", "ADD", "WORKDIR"):
             steps.append(line)
     return steps
 

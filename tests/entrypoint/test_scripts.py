@@ -244,3 +244,12 @@ def test_run_sh_unit_tiers_need_no_system_packages(marker):
     """As a non-root user, the tiers that need no system package should not try to install any."""
     proc = run_sh_function(f"install_system_packages {marker}")
     assert proc.returncode == 0 and "no system packages needed" in proc.stdout and "apt-get" not in proc.stderr
+
+
+@pytest.mark.parametrize(("marker", "made"), [("-m container", True), ("-m e2e", True), ("-m unit", False)])
+def test_run_sh_makes_the_e2e_venv_for_the_container_tier_too(marker, made):
+    """The e2e tests' [image] half belongs to the container tier and makes its models with .venv-e2e:
+    -m container must set it up (a container-only run errored on every [image] test without it)."""
+    fakes = "install_system_packages() { :; }; start_docker() { :; }; make_e2e_venv() { echo MADE; exit 0; }; "
+    proc = run_sh_function(fakes + f"python3() {{ exit 0; }}; _main {marker}")
+    assert ("MADE" in proc.stdout) == made, proc.stdout + proc.stderr
