@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BRANCH = "release"
+PORT = 39017  # fixed, see serve()
 BACKEND = '''"""PEP 517 backend of a test mirror: hands pip the released wheel stored beside it (not SGLang's build)."""
 import shutil
 import zipfile
@@ -101,17 +102,27 @@ def _repository(root: Path, version: str, python: str) -> Path:
     return bare
 
 
-def serve(root: Path, version: str, python: str) -> Mirror:
-    """Makes (or reuses) the repository under root and serves it on a loopback port until this process ends."""
-    bare = _repository(root, version, python)
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "0",
+def _http_server(root: Path, port: int) -> tuple[subprocess.Popen[str], int] | None:
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", str(port),
                              "--directory", str(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    line = proc.stdout.readline() if proc.stdout else ""  # "Serving HTTP on 127.0.0.1 port N (...)"; "" if it died
+    if " port " not in line:
+        proc.wait(timeout=30)
+        return None
     atexit.register(proc.terminate)
-    line = proc.stdout.readline() if proc.stdout else ""  # "Serving HTTP on 127.0.0.1 port N (...)"
-    if "port" not in line:
-        raise AssertionError(f"the git mirror's HTTP server did not start: {line!r}")
-    port = int(line.split(" port ")[1].split()[0])
+    return proc, int(line.split(" port ")[1].split()[0])
+
+
+def serve(root: Path, version: str, python: str) -> Mirror:
+    """Makes (or reuses) the repository under root and serves it on a loopback port until this process ends.
+    The port is fixed where it is free: the URL is a build argument of the SGLang step, so a new port
+    would rebuild SGLang (11 GB of layers, kept in BuildKit's cache) on every test session."""
+    bare = _repository(root, version, python)
+    started = _http_server(root, PORT) or _http_server(root, 0)
+    if started is None:
+        raise AssertionError("the git mirror's HTTP server did not start")
+    _, port = started
     url = f"http://127.0.0.1:{port}/sglang.git"
     deadline = time.monotonic() + 60
     while True:
