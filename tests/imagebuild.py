@@ -1,6 +1,6 @@
 """Building the product image for tests: a local Debian base (no registry is reachable here), a CUDA
-devel stand-in, then ./build.sh with SGLang from git (a local mirror of the release) and flash-attn skipped. Shared by the container
-and end-to-end tiers (the `image` fixture in tests/conftest.py)."""
+devel stand-in, then ./build.sh with SGLang from git (a local mirror of the release) and flash-attn
+skipped. Shared by the container and end-to-end tiers (the `image` fixture in tests/conftest.py)."""
 
 from __future__ import annotations
 
