@@ -34,7 +34,7 @@ class Replica:
         self.gateway = Served(create_app(self.upstream.url, settings, VARIANTS[variant]), host=f"127.0.0.{name}",
                               port=port)  # fmt: skip
         self.client = httpx.Client(base_url=self.gateway.url, headers=AUTH, timeout=30)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while self.client.get("/health").status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.05)
@@ -56,7 +56,7 @@ def replicas(request: Any) -> Any:
 
 
 def wait_completed(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         job: dict[str, Any] = client.get(f"/v1/videos/{job_id}").json()
         if job["status"] == "completed":
