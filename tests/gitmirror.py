@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,16 +101,19 @@ def _repository(root: Path, version: str, python: str) -> Path:
     return bare
 
 
-def _http_server(root: Path, port: int) -> tuple[subprocess.Popen[str], int] | None:
+def _http_server(root: Path, port: int) -> int | None:
+    """Serves root on 127.0.0.1:port (0: any free port) until this process ends; the port, or None when
+    it could not bind."""
     proc = subprocess.Popen([sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", str(port),
                              "--directory", str(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-    line = proc.stdout.readline() if proc.stdout else ""  # "Serving HTTP on 127.0.0.1 port N (...)"; "" if it died
+    # printed once it listens: "Serving HTTP on 127.0.0.1 port N (...)"; "" when it died
+    line = proc.stdout.readline() if proc.stdout else ""
     if " port " not in line:
         proc.wait(timeout=30)
         return None
     atexit.register(proc.terminate)
-    return proc, int(line.split(" port ")[1].split()[0])
+    return int(line.split(" port ")[1].split()[0])
 
 
 def serve(root: Path, version: str, python: str) -> Mirror:
@@ -119,18 +121,9 @@ def serve(root: Path, version: str, python: str) -> Mirror:
     The port is fixed where it is free: the URL is a build argument of the SGLang step, so a new port
     would rebuild SGLang (11 GB of layers, kept in BuildKit's cache) on every test session."""
     bare = _repository(root, version, python)
-    started = _http_server(root, PORT) or _http_server(root, 0)
-    if started is None:
+    port = _http_server(root, PORT) or _http_server(root, 0)
+    if port is None:
         raise AssertionError("the git mirror's HTTP server did not start")
-    _, port = started
     url = f"http://127.0.0.1:{port}/sglang.git"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/info/refs", timeout=5).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    urllib.request.urlopen(f"{url}/info/refs", timeout=30).read()  # the repository is served
     return Mirror(url=url, branch=BRANCH, commit=_git("rev-parse", BRANCH, cwd=bare))
