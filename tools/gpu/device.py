@@ -13,6 +13,9 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
                                                      previous run of the same side), each until ready,
                                                      then the same first requests; prints the table
   python3 tools/gpu/device.py matmul                 bf16 matmul TFLOP/s (burst and sustained)
+  python3 tools/gpu/device.py fa2-build [--archs 90]  compile the flash-attn sdist carried in .gpu/fa2/ as the
+                                                     Dockerfile does, in the background; `fa2-check` joins it,
+                                                     checks flash_attn_func against SDPA and times it
 
 The call sequence, sizes and results are in docs/benchmarks.md.
 """
@@ -446,13 +449,17 @@ class Scenario:
         except Exception as e:
             self.record("sync /v1/video/generations", t, ok=False, error=repr(e)[:500])
 
-    def image(self, name: str, fields: dict[str, Any], edit_source: bytes | None = None) -> None:
+    def image(self, name: str, fields: dict[str, Any], edit_source: bytes | None = None, as_url: bool = False) -> None:
+        """One image request, its PNG decoded and its size checked. edit_source: an edit of that image, sent
+        as a multipart upload, or with as_url as a data URL in the multipart field `url`."""
         t = time.monotonic()
         try:
             fields = {"output_format": "png", **fields}  # stock SGLang's default is JPEG
             if edit_source is not None:
-                r = self.http.post("/v1/images/edits", data={k: str(v) for k, v in fields.items()},
-                                   files={"image": ("src.png", edit_source, "image/png")})  # fmt: skip
+                source: Any = {"image": ("src.png", edit_source, "image/png")}
+                if as_url:
+                    source = [("url", (None, "data:image/png;base64," + base64.b64encode(edit_source).decode()))]
+                r = self.http.post("/v1/images/edits", data={k: str(v) for k, v in fields.items()}, files=source)
             else:
                 r = self.http.post("/v1/images/generations", json=fields)
             if r.status_code != 200:
@@ -570,6 +577,10 @@ def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: 
                 s.image(f"t2i {small} url", url)
                 edit = {**b64, "prompt": "make it night", "num_inference_steps": 10}
                 s.image(f"edit {size} upload", edit, edit_source=test_png(side, side))
+                wide = (48, 32) if rehearse else (1152, 864)  # non-square: the source's tokens on both axes
+                s.image(f"edit {wide[0]}x{wide[1]} upload", {**edit, "size": f"{wide[0]}x{wide[1]}"},
+                        edit_source=test_png(*wide))  # fmt: skip
+                s.image(f"edit {size} data URL", edit, edit_source=test_png(side, side), as_url=True)
                 other = (48, 32) if rehearse else (1536, 1152)
                 if s.left() > 120:
                     s.image(f"edit {size} from a {other[0]}x{other[1]} upload", edit, edit_source=test_png(*other))
@@ -667,6 +678,132 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
         log(f"  {'':11} {row['phases']}")
 
 
+FA2 = Path("/tmp/fa2")
+
+
+def fa2_build(archs: str, jobs: int) -> None:
+    """Compile the carried flash-attn sdist (.gpu/fa2/) with the Dockerfile's flags (FLASH_ATTENTION_FORCE_BUILD,
+    NVCC_THREADS=1, pip --no-build-isolation), in a detached session that outlives the call; `fa2-check` joins
+    it. Built in the unpacked tree, so ninja's log of every object's compile time stays behind."""
+    sdist = next((REPO / ".gpu/fa2").glob("flash_attn-*.tar.gz"))
+    shutil.rmtree(FA2, ignore_errors=True)
+    (FA2 / "src").mkdir(parents=True)
+    shutil.unpack_archive(sdist, FA2 / "src")
+    src = next((FA2 / "src").glob("flash_attn-*"))
+    env = dict(os.environ, FLASH_ATTENTION_FORCE_BUILD="TRUE", FLASH_ATTN_CUDA_ARCHS=archs, MAX_JOBS=str(jobs),
+               NVCC_THREADS="1")  # fmt: skip
+    script = (
+        f"date +%s.%N > {FA2}/t0; nvcc --version | tail -1 > {FA2}/nvcc; "
+        f"{sys.executable} -m pip wheel -v --no-build-isolation --no-deps --no-index -w {FA2}/wheel {src} "
+        f"> {FA2}/build.log 2>&1; echo $? > {FA2}/rc; date +%s.%N > {FA2}/t1"
+    )
+    subprocess.Popen(["bash", "-c", script], env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log(f"flash-attn {src.name}: compiling for sm {archs} with MAX_JOBS={jobs} in the background")
+
+
+def fa2_compile_report() -> dict[str, Any]:
+    """Wall time, and per object from ninja's log (start and end in ms): count, CPU-seconds, the slowest."""
+    report: dict[str, Any] = {"nvcc": (FA2 / "nvcc").read_text().strip() if (FA2 / "nvcc").exists() else None}
+    report["wall_s"] = round(float((FA2 / "t1").read_text()) - float((FA2 / "t0").read_text()), 1)
+    objects = []
+    for ninja_log in FA2.glob("src/*/build/*/.ninja_log"):
+        for line in ninja_log.read_text().splitlines():
+            fields = line.split("\t")
+            if len(fields) >= 4 and fields[0].isdigit() and fields[1].isdigit():
+                objects.append(((int(fields[1]) - int(fields[0])) / 1000, Path(fields[3]).name))
+    if objects:
+        objects.sort()
+        report.update(objects=len(objects), object_s_sum=round(sum(t for t, _ in objects)),
+                      object_s_median=objects[len(objects) // 2][0], slowest=objects[-3:])  # fmt: skip
+    return report
+
+
+def fa2_check(limit: float) -> int:
+    """Wait for the compile, install its wheel, check flash_attn_func against SDPA and time it beside SDPA's
+    default and sgl-kernel's FA3 at Wan-like shapes (one process: the same GPU state for all three)."""
+    deadline = time.monotonic() + limit
+    while not (FA2 / "rc").exists() and time.monotonic() < deadline:
+        time.sleep(5)
+    if not (FA2 / "rc").exists():
+        log(f"flash-attn: still compiling after {limit:.0f} s more; {(FA2 / 'build.log').read_text()[-800:]}")
+        return 1
+    rc = int((FA2 / "rc").read_text())
+    OUT.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FA2 / "build.log", OUT / "fa2-build.log")
+    report = fa2_compile_report()
+    log(f"flash-attn compile: exit {rc}, {json.dumps(report)}")
+    if rc != 0:
+        log((FA2 / "build.log").read_text()[-3000:])
+        return 1
+    wheel = next((FA2 / "wheel").glob("flash_attn-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                    str(FA2 / "site"), str(wheel)], check=True)  # fmt: skip
+    env = child_env()  # SITE (sgl-kernel's FA3, for the comparison) and its libraries
+    env["PYTHONPATH"] = f"{FA2 / 'site'}:{env['PYTHONPATH']}"
+    r = subprocess.run([sys.executable, __file__, "fa2-measure"], env=env, capture_output=True, text=True)
+    print(r.stdout[-6000:], r.stderr[-3000:], sep="\n")
+    (OUT / "fa2.json").write_text(json.dumps({"compile": report, "wheel": wheel.name,
+                                              "wheel_mb": round(wheel.stat().st_size / 1e6, 1)}, indent=1))  # fmt: skip
+    return r.returncode
+
+
+def fa2_measure() -> None:
+    """In the process that imports the built flash_attn: numbers against an fp32 reference, then times."""
+    import torch
+    import torch.nn.functional as F
+    import triton.testing
+    from flash_attn import __version__, flash_attn_func
+
+    log(f"flash_attn {__version__} on {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    torch.manual_seed(0)
+
+    def sdpa(q: Any, k: Any, v: Any) -> Any:  # flash_attn's layout (B, S, H, D) in and out
+        return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+    def rel(a: Any, b: Any) -> float:
+        return float((a.float() - b.float()).norm() / b.float().norm())
+
+    # (B, Sq, Sk, H, D): self-attention and a text cross-attention (512 tokens), head dims of Wan (128) and 64
+    for b, sq, sk, h, d in ((2, 4096, 4096, 8, 128), (1, 4096, 512, 16, 128), (2, 2048, 2048, 8, 64)):
+        q = torch.randn(b, sq, h, d, device="cuda", dtype=torch.bfloat16)
+        k = torch.randn(b, sk, h, d, device="cuda", dtype=torch.bfloat16)
+        v = torch.randn(b, sk, h, d, device="cuda", dtype=torch.bfloat16)
+        ref = sdpa(q.float(), k.float(), v.float())
+        out = torch.full_like(q, float("nan"))
+        out.copy_(flash_attn_func(q, k, v))
+        log(f"  ({b},{sq},{sk},{h},{d}): flash_attn vs fp32 {rel(out, ref):.2e}, SDPA bf16 vs fp32 "
+            f"{rel(sdpa(q, k, v), ref):.2e}, NaN {bool(out.isnan().any())}")  # fmt: skip
+    fa3 = None
+    try:
+        from sgl_kernel.flash_attn import flash_attn_varlen_func as fa3_varlen
+
+        def fa3(q: Any, k: Any, v: Any) -> Any:
+            b, s, h, d = q.shape
+            cu = torch.arange(0, (b + 1) * s, s, device="cuda", dtype=torch.int32)
+            out = fa3_varlen(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), cu, cu, s, s)
+            return (out[0] if isinstance(out, tuple) else out).view(b, s, h, d)
+    except Exception as e:
+        log(f"  sgl-kernel FA3 not measured: {e!r}"[:300])
+    # Wan self-attention: T2V-A14B 832x480x81 (21x30x52 tokens, 40 heads), TI2V-5B 1280x704x121 (31x22x40, 24)
+    for name, s_len, h in (("A14B 480p", 32760, 40), ("TI2V-5B 704p", 27280, 24)):
+        q, k, v = (torch.randn(1, s_len, h, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        flops = 4 * s_len * s_len * h * 128
+        row = [f"  {name} ({s_len} tokens, {h} heads):"]
+        for label, fn in (("flash_attn 2", flash_attn_func), ("SDPA default", sdpa), ("sgl-kernel FA3", fa3)):
+            if fn is None:
+                continue
+            try:
+                if label != "flash_attn 2":
+                    row.append(f"[{label} vs fa2 {rel(fn(q, k, v), flash_attn_func(q, k, v)):.1e}]")
+                call = lambda fn=fn, q=q, k=k, v=v: fn(q, k, v)  # noqa: E731
+                ms = triton.testing.do_bench(call, warmup=100, rep=500, return_mode="median")
+                row.append(f"{label} {ms:.2f} ms = {flops / ms / 1e9:.0f} TFLOP/s;")
+            except Exception as e:
+                row.append(f"{label} failed: {e!r}"[:200])
+        log(" ".join(row))
+
+
 def matmul() -> None:
     """bf16 8192^3 products: burst (mean of 20 after warm-up) and sustained (10 s), in TFLOP/s."""
     code = (
@@ -711,6 +848,12 @@ def main() -> int:
     st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
     st.add_argument("--rehearse", action="store_true")
     sub.add_parser("matmul")
+    fb = sub.add_parser("fa2-build", help="compile the carried flash-attn sdist in the background")
+    fb.add_argument("--archs", default="90")
+    fb.add_argument("--jobs", type=int, default=12)
+    fc = sub.add_parser("fa2-check", help="join the compile, check and time the result")
+    fc.add_argument("--limit", type=float, default=480)
+    sub.add_parser("fa2-measure")
     args = parser.parse_args()
     if args.cmd == "stage":
         stage()
@@ -720,6 +863,12 @@ def main() -> int:
         return 0 if wait_built(args.key, args.limit) else 1
     elif args.cmd == "matmul":
         matmul()
+    elif args.cmd == "fa2-build":
+        fa2_build(args.archs, args.jobs)
+    elif args.cmd == "fa2-check":
+        return fa2_check(args.limit)
+    elif args.cmd == "fa2-measure":
+        fa2_measure()
     elif args.cmd == "starts":
         if not wait_built(args.key, args.budget - 300):
             return 1
