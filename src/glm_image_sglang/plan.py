@@ -11,12 +11,23 @@ from .errors import ConfigError, ResourceError
 from .models import GiB, ModelInfo
 from .settings import Settings
 
+# A GPU with more than this in use before the server starts is shared (another process, or memory held
+# back on purpose): the plan is made for what is free. Below it, the driver's own reservation, the total.
+SHARED_GPU_THRESHOLD = 2 * GiB
+
 
 @dataclass(frozen=True)
 class Gpu:
     index: int
     name: str
     memory_bytes: int
+    free_bytes: int | None = None  # free at start, where the probe says
+
+    @property
+    def usable_bytes(self) -> int:
+        if self.free_bytes is not None and self.memory_bytes - self.free_bytes > SHARED_GPU_THRESHOLD:
+            return self.free_bytes
+        return self.memory_bytes
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,13 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine) -> Plan:
         )
     cfg, ulysses, ring, layout_notes = _layout(settings, model, n)
     notes += layout_notes
-    per_gpu = min(g.memory_bytes for g in machine.gpus[:n])
+    per_gpu = min(g.usable_bytes for g in machine.gpus[:n])
+    for g in machine.gpus[:n]:
+        if g.usable_bytes < g.memory_bytes:
+            notes.append(
+                f"GPU {g.index}: {_fmt(g.usable_bytes)} free of {_fmt(g.memory_bytes)} at start (another process "
+                f"holds the rest): planned for {_fmt(g.usable_bytes)}"
+            )
     if settings.offload == "auto":
         for mode in OFFLOAD_ORDER:
             gpu, host = estimate(model, mode)

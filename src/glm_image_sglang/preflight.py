@@ -34,14 +34,15 @@ def warn(message: str) -> None:
 
 
 def probe_gpus(env: dict[str, str] | None = None) -> tuple[tuple[Gpu, ...], str]:
-    """GPUs from nvidia-smi (injected by the NVIDIA runtime), filtered by CUDA_VISIBLE_DEVICES."""
+    """GPUs from nvidia-smi (injected by the NVIDIA runtime), filtered by CUDA_VISIBLE_DEVICES: memory in
+    total and free now (a GPU shared with another process is planned for what is free)."""
     env = dict(os.environ if env is None else env)
     smi = shutil.which("nvidia-smi", path=env.get("PATH"))
     if smi is None:
         return (), "nvidia-smi not found: the container has no GPU access"
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+            [smi, "--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -56,8 +57,9 @@ def probe_gpus(env: dict[str, str] | None = None) -> tuple[tuple[Gpu, ...], str]
     gpus = []
     for line in out.stdout.strip().splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit():
-            gpus.append(Gpu(int(parts[0]), parts[1], int(parts[2]) * 1024 * 1024))
+        if len(parts) in (3, 4) and parts[0].isdigit() and parts[2].isdigit():
+            free = int(parts[3]) * 1024 * 1024 if len(parts) == 4 and parts[3].isdigit() else None
+            gpus.append(Gpu(int(parts[0]), parts[1], int(parts[2]) * 1024 * 1024, free))
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and re.fullmatch(r"\s*(\d+\s*(,\s*\d+\s*)*)?", visible):
         wanted = [int(x) for x in visible.split(",") if x.strip()]
@@ -167,12 +169,14 @@ def check_resources(settings: Settings, plan: Plan, machine: Machine, model_name
             raise ResourceError(message + " Set PREFLIGHT=warn to start anyway.")
         warn(message)
     if plan.num_gpus and machine.gpus:
-        per_gpu = min(g.memory_bytes for g in machine.gpus[: plan.num_gpus])
+        gpus = machine.gpus[: plan.num_gpus]
+        per_gpu = min(g.usable_bytes for g in gpus)
+        shared = any(g.usable_bytes < g.memory_bytes for g in gpus)
         if plan.gpu_need_bytes > per_gpu:
             message = (
                 f"{model_name} with OFFLOAD={plan.offload} needs about {_fmt(plan.gpu_need_bytes)} per GPU, "
-                f"the GPU has {_fmt(per_gpu)}: it would run out of GPU memory. Set OFFLOAD=auto to let the "
-                f"launcher choose what to keep in host RAM."
+                f"the GPU has {_fmt(per_gpu)}{' free (another process holds the rest)' if shared else ''}: it "
+                f"would run out of GPU memory. Set OFFLOAD=auto to let the launcher choose what to keep in host RAM."
             )
             if settings.preflight == "enforce":
                 raise ResourceError(message + " Set PREFLIGHT=warn to start anyway.")

@@ -44,6 +44,22 @@ def test_a14b_on_h200_fully_resident(library):
     assert make_plan(settings(), library["wan2.2-t2v-a14b"], machine(mem=H200)).offload == "none"
 
 
+def test_shared_gpu_planned_for_its_free_memory(library):
+    """An H200 with only an H100's worth free (another process holds the rest) should get the H100's plan,
+    and the plan should say why."""
+    shared = Machine((Gpu(0, "H200", H200, free_bytes=H100),), "nvidia-smi", None)
+    plan = make_plan(settings(), library["wan2.2-t2v-a14b"], shared)
+    assert plan.offload == make_plan(settings(), library["wan2.2-t2v-a14b"], machine()).offload
+    assert any("free of" in note and "another process" in note for note in plan.notes)
+
+
+def test_driver_reservation_is_not_a_shared_gpu(library):
+    """The few hundred MiB the driver keeps should not change the plan or add a note."""
+    idle = Machine((Gpu(0, "H200", H200, free_bytes=H200 - 600 * 1024**2),), "nvidia-smi", None)
+    plan = make_plan(settings(), library["wan2.2-t2v-a14b"], idle)
+    assert plan.offload == "none" and not any("free of" in note for note in plan.notes)
+
+
 def test_a14b_on_48gb_offloads_dit_layerwise(library):
     """A14B on a 48 GB GPU should stream the DiT layer by layer."""
     assert make_plan(settings(), library["wan2.2-i2v-a14b"], machine(mem=L40S)).offload == "dit-layerwise"

@@ -31,6 +31,13 @@ def test_gpus_from_nvidia_smi(tmp_path):
     assert [g.index for g in gpus] == [0, 1] and gpus[0].memory_bytes == 81559 * 1024**2 and how == "nvidia-smi"
 
 
+def test_free_gpu_memory_read_with_the_total(tmp_path):
+    """nvidia-smi's fourth column, the memory free now, should be kept beside the total."""
+    env = fake_smi(tmp_path, "0, NVIDIA H200, 143771, 81559")
+    (gpu,), _ = preflight.probe_gpus(env)
+    assert (gpu.memory_bytes, gpu.free_bytes) == (143771 * 1024**2, 81559 * 1024**2)
+
+
 def test_cuda_visible_devices_filters(tmp_path):
     """CUDA_VISIBLE_DEVICES should limit the GPUs counted."""
     env = fake_smi(tmp_path, "0, A, 100\n1, B, 100\n2, C, 100") | {"CUDA_VISIBLE_DEVICES": "2,0"}
@@ -97,6 +104,14 @@ def test_gpu_memory_shortfall_refused():
     s = Settings.from_env({"MODEL_PATH": "/m", "OFFLOAD": "none"})
     with pytest.raises(ResourceError, match=r"needs about 90.0 GiB per GPU, the GPU has 80.0 GiB.*OFFLOAD=auto"):
         preflight.check_resources(s, plan("none", 8 * GiB, 90 * GiB), machine(64 * GiB), "Wan")
+
+
+def test_gpu_shortfall_on_a_shared_gpu_says_what_is_free():
+    """Memory another process holds should count: the refusal names the free memory and why it is less."""
+    s = Settings.from_env({"MODEL_PATH": "/m", "OFFLOAD": "none"})
+    shared = Machine((Gpu(0, "GPU", 141 * GiB, free_bytes=80 * GiB),), "nvidia-smi", None)
+    with pytest.raises(ResourceError, match=r"the GPU has 80.0 GiB free \(another process holds the rest\)"):
+        preflight.check_resources(s, plan("none", 8 * GiB, 90 * GiB), shared, "Wan")
 
 
 def test_resources_fit_silently(capsys):

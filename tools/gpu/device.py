@@ -52,6 +52,10 @@ NAMES = {
 }
 PORT = 30000
 T_START = time.monotonic()
+# --emulate-mib: a ballast process holds the rest of the GPU so that this much is free, as on a smaller card
+# (the launcher plans for the free memory of a shared GPU); --env: settings for our launcher
+EMULATE_MIB: int | None = None
+OURS_ENV: dict[str, str] = {}
 
 
 def log(msg: str) -> None:
@@ -175,9 +179,9 @@ def wait_built(key: str, limit: float) -> bool:
 class Sampler(threading.Thread):
     """Peak host RSS of a process tree and GPU memory used, every 0.5 s."""
 
-    def __init__(self, root_pid: int) -> None:
+    def __init__(self, root_pid: int, gpu_offset_mib: int = 0) -> None:
         super().__init__(daemon=True)
-        self.root, self.stop_flag = root_pid, False
+        self.root, self.stop_flag, self.gpu_offset_mib = root_pid, False, gpu_offset_mib
         self.peak_rss, self.peak_gpu_mib, self.samples = 0, 0, 0
         self.marks: dict[str, tuple[int, int]] = {}
 
@@ -208,7 +212,7 @@ class Sampler(threading.Thread):
             try:
                 q = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                                    capture_output=True, text=True)  # fmt: skip
-                gpu = sum(int(x) for x in q.stdout.split() if x.isdigit())
+                gpu = sum(int(x) for x in q.stdout.split() if x.isdigit()) - self.gpu_offset_mib
             except FileNotFoundError:  # the CPU rehearsal
                 gpu = 0
             self.peak_rss, self.peak_gpu_mib = max(self.peak_rss, rss), max(self.peak_gpu_mib, gpu)
@@ -294,6 +298,32 @@ def versions() -> dict[str, Any]:
         return {"error": r.stderr[-300:]}
 
 
+class Ballast:
+    """Holds all but `keep_mib` of the GPU's free memory in a process of its own until stopped."""
+
+    def __init__(self, keep_mib: int) -> None:
+        code = (
+            "import sys, time, torch\n"
+            "free, total = torch.cuda.mem_get_info()\n"
+            f"hold = free - {keep_mib} * 2**20\n"
+            "x = torch.empty(hold, dtype=torch.uint8, device='cuda') if hold > 0 else None\n"
+            "print(hold // 2**20, torch.cuda.mem_get_info()[0] // 2**20, flush=True)\n"
+            "sys.stdin.read()\n"
+        )
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)  # fmt: skip
+        assert self.proc.stdout is not None
+        held, free = self.proc.stdout.readline().split()
+        # what the GPU shows in use beyond the server's own: the held block and the ballast's CUDA context
+        self.used_mib = int(held) + 600
+        log(f"ballast: holding {int(held) / 1024:.1f} GiB, {int(free)} MiB free for the server (a {keep_mib} MiB card)")
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
 class Scenario:
     def __init__(self, key: str, stock: bool, deadline: float, cache: Path | None = None, tag: str = "") -> None:
         import httpx
@@ -327,6 +357,11 @@ class Scenario:
             env.update(MODEL_PATH=str(model), PORT=str(PORT), DATA_DIR=str(data),
                        CACHE_DIR=str(self.cache or "/tmp/cache"), SGLANG_BIN=str(STAGE / "bin/sglang"),
                        HF_HOME="/tmp/hf", GRACEFUL_SHUTDOWN_TIMEOUT="150", STARTUP_TIMEOUT="900")  # fmt: skip
+            env.update(OURS_ENV)
+            self.result["settings"] = OURS_ENV
+        self.ballast = Ballast(EMULATE_MIB) if EMULATE_MIB else None
+        if self.ballast:
+            self.result["emulated_gpu_mib"] = EMULATE_MIB
         for _ in range(120):  # the previous scenario's workers may still hold the ports
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", PORT)) != 0 and probe.connect_ex(("127.0.0.1", PORT + 1)) != 0:
@@ -339,7 +374,7 @@ class Scenario:
         self.proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True, text=True, errors="replace", bufsize=1)  # fmt: skip
         threading.Thread(target=self.pump, daemon=True).start()
-        self.sampler = Sampler(self.proc.pid)
+        self.sampler = Sampler(self.proc.pid, self.ballast.used_mib if self.ballast else 0)
         self.sampler.start()
         log(f"{self.label}: started {' '.join(argv[:3])} pid {self.proc.pid}")
 
@@ -532,6 +567,8 @@ class Scenario:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         self.sampler.stop_flag = True
         self.sampler.join(timeout=5)
+        if self.ballast:
+            self.ballast.stop()
         self.result["memory"] = self.sampler.report()
         text = self.log_path.read_text(errors="replace")
         pattern = re.compile(
@@ -847,6 +884,9 @@ def main() -> int:
     st.add_argument("runs", nargs="+", choices=["ours-cold", "ours-warm", "stock-cold", "stock-warm"])
     st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
     st.add_argument("--rehearse", action="store_true")
+    for p in (sc, st):
+        p.add_argument("--emulate-mib", type=int, help="leave only this much GPU memory free (81559: an H100 80GB)")
+        p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for our launcher")
     sub.add_parser("matmul")
     fb = sub.add_parser("fa2-build", help="compile the carried flash-attn sdist in the background")
     fb.add_argument("--archs", default="90")
@@ -855,6 +895,9 @@ def main() -> int:
     fc.add_argument("--limit", type=float, default=480)
     sub.add_parser("fa2-measure")
     args = parser.parse_args()
+    global EMULATE_MIB
+    EMULATE_MIB = getattr(args, "emulate_mib", None)
+    OURS_ENV.update(item.split("=", 1) for item in getattr(args, "env", []))
     if args.cmd == "stage":
         stage()
     elif args.cmd == "build":
