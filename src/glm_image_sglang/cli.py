@@ -32,6 +32,8 @@ class Prepared:
     launch: sglang_args.Launch
     env: dict[str, str]
     gateway_argv: list[str] | None  # None: GATEWAY=false, SGLang serves HOST:PORT itself
+    ar_argv: list[str] | None = None  # GLM_AR=srt: the AR server, started before SGLang
+    ar_url: str | None = None
 
 
 def _build_info() -> str:
@@ -72,10 +74,24 @@ def prepare(settings: Settings) -> Prepared:
         taken.append(settings.port + 1)
     scheduler = settings.scheduler_port or preflight.free_port("127.0.0.1", 5555, avoid=taken)
     master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[*taken, scheduler])
+    ar_argv = None
+    ar_url = settings.glm_ar if settings.glm_ar not in ("in-process", "srt") else None  # one that runs already
+    if plan.ar_mem_fraction is not None:
+        ar_port = preflight.free_port("127.0.0.1", 32000, avoid=[*taken, scheduler, master])
+        ar_url = f"http://127.0.0.1:{ar_port}"
+        ar_argv = sglang_args.build_ar(settings, model, plan, ar_port)
     # the gateway's readiness generation (READY_PROBE=generate) replaces SGLang's own warm-up
     probe_generates = bool(gateway_settings and gateway_settings.ready_probe == "generate" and model.variant)
     launch = sglang_args.build(
-        settings, model, plan, scheduler, master, preflight.probe_sglang_flags(), listen, own_warmup=not probe_generates
+        settings,
+        model,
+        plan,
+        scheduler,
+        master,
+        preflight.probe_sglang_flags(),
+        listen,
+        own_warmup=not probe_generates,
+        ar_url=ar_url,
     )
     _link_alias(sglang_args.model_path_for_sglang(settings, model), model.path)
     env = sglang_args.child_env(settings, dict(os.environ))
@@ -103,7 +119,16 @@ def prepare(settings: Settings) -> Prepared:
             gateway_argv += ["--model-variant", model.variant.key]
         if settings.served_model_name:
             gateway_argv += ["--served-model-name", settings.served_model_name]
-    return Prepared(settings, model, plan, launch, env, gateway_argv)
+        if ar_url is not None:
+            gateway_argv += ["--edits-off", EDITS_OFF_WITH_SRT]
+    return Prepared(settings, model, plan, launch, env, gateway_argv, ar_argv, ar_url)
+
+
+# SGLang (0.5.16 to 0.5.23) raises NotImplementedError for an edit when the AR stage is a separate server
+EDITS_OFF_WITH_SRT = (
+    "edits are off in this deployment: its GLM_AR setting runs the AR stage on SGLang's LLM runtime, which has "
+    "no edit path yet. Use /v1/images/generations, or serve with GLM_AR=in-process for edits."
+)
 
 
 def _link_alias(alias: Path, target: Path) -> None:
@@ -140,6 +165,10 @@ def report(p: Prepared) -> None:
     )
     for flag in p.launch.dropped:
         preflight.warn(f"SGLang {version} has no {flag}; it is left out")
+    if p.ar_argv:
+        log("AR server (started first; SGLang once it is ready): " + shlex.join(p.ar_argv))
+    elif p.ar_url:
+        log(f"AR server: {p.ar_url} (runs elsewhere; SGLang starts once its /health answers 200)")
     log("command: " + shlex.join(p.launch.argv))
     if p.gateway_argv:
         log("gateway: " + shlex.join(p.gateway_argv))
@@ -153,7 +182,10 @@ def cmd_serve(settings: Settings) -> int:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     if ":" in host:
         host = f"[{host}]"
-    children = [Child("SGLang", prepared.launch.argv, prepared.env)]
+    after = f"{prepared.ar_url}/health" if prepared.ar_url else None
+    children = [Child("SGLang", prepared.launch.argv, prepared.env, start_after=after)]
+    if prepared.ar_argv:
+        children.insert(0, Child("AR server", prepared.ar_argv, prepared.env))
     if prepared.gateway_argv:
         children.append(Child("gateway", prepared.gateway_argv, dict(os.environ), drains=True))
     supervisor = Supervisor(

@@ -49,6 +49,7 @@ class Plan:
     gpu_need_bytes: int  # estimated peak per GPU
     host_need_bytes: int  # estimated peak host RSS while loading and serving
     notes: tuple[str, ...] = field(default=())  # each derived default, printed at start
+    ar_mem_fraction: float | None = None  # GLM_AR=srt: the AR server's share of GPU 0 (None: in-process)
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
@@ -74,6 +75,12 @@ DIT_OFFLOAD_HOST_FACTOR = 1.5
 ACTIVATION_HEADROOM = {"video": 28 * GiB, "image": 8 * GiB}
 
 OFFLOAD_ORDER = ("none", "text-encoder", "dit-layerwise")
+
+# GLM_AR=srt: SGLang's LLM runtime holds the AR model's bf16 weights plus its KV cache and CUDA graphs in a
+# static share of the GPU (--mem-fraction-static). A GLM-Image request needs ~1300 tokens of KV cache,
+# a few MiB; the allowance covers the graphs and the runtime's workspace (an estimate until measured).
+AR_SRT_ALLOWANCE = 6 * GiB
+AR_COMPONENT = "vision_language_encoder"
 
 
 def gpu_bytes(model: ModelInfo, component: str) -> int:
@@ -155,8 +162,14 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine) -> Plan:
                 "docker run --gpus all ... (NVIDIA Container Toolkit), or on Kubernetes/OpenShift request "
                 "nvidia.com/gpu: 1 in the pod's resources."
             )
+        if settings.glm_ar == "srt":
+            raise ConfigError("GLM_AR=srt needs a GPU (SGLang's LLM runtime); use GLM_AR=in-process without one.")
         gpu, host = estimate(model, "none")
-        return Plan(0, False, 1, 1, "none", 0, host, ("no GPU: SGLang's CPU platform (REQUIRE_GPU=false)",))
+        notes = ["no GPU: SGLang's CPU platform (REQUIRE_GPU=false)"]
+        if settings.glm_ar != "in-process":
+            _require_ar_stage(model, settings.glm_ar)
+            notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar} (not started here)")
+        return Plan(0, False, 1, 1, "none", 0, host, tuple(notes))
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
     if n > len(machine.gpus):
@@ -192,4 +205,32 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine) -> Plan:
     else:
         offload = settings.offload
         gpu, host = estimate(model, offload)
-    return Plan(n, cfg, ulysses, ring, offload, gpu, host, tuple(notes))
+    fraction = None
+    if settings.glm_ar == "srt":
+        fraction, gpu = _ar_server(model, gpu, per_gpu, notes)
+    elif settings.glm_ar != "in-process":
+        _require_ar_stage(model, settings.glm_ar)
+        gpu -= gpu_bytes(model, AR_COMPONENT)
+        notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar} (not started here)")
+    return Plan(n, cfg, ulysses, ring, offload, gpu, host, tuple(notes), fraction)
+
+
+def _require_ar_stage(model: ModelInfo, value: str) -> None:
+    if not model.variant or model.variant.key != "glm-image":
+        raise ConfigError(
+            f"GLM_AR={value} applies to GLM-Image only; {model.display_name} has no AR stage. Unset GLM_AR."
+        )
+
+
+def _ar_server(model: ModelInfo, gpu: int, per_gpu: int, notes: list[str]) -> tuple[float, int]:
+    """GLM_AR=srt: the AR server's static share of the GPU, and the GPU estimate with the AR model there
+    instead of in the diffusion server."""
+    _require_ar_stage(model, "srt")
+    weights = gpu_bytes(model, AR_COMPONENT)
+    fraction = min(0.95, -(-(weights + AR_SRT_ALLOWANCE) * 100 // per_gpu) / 100)  # rounded up to 0.01
+    share = int(fraction * per_gpu)
+    notes.append(
+        f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
+        f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
+    )
+    return fraction, gpu - weights + share

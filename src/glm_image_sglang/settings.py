@@ -25,6 +25,7 @@ CFG_CHOICES = ("auto", "on", "off")
 OFFLOAD_CHOICES = ("auto", "none", "text-encoder", "dit-layerwise", "dit")
 PREFLIGHT_CHOICES = ("enforce", "warn")
 ATTENTION_CHOICES = ("auto", "fa3", "fa2", "sdpa")
+GLM_AR_CHOICES = ("in-process", "srt")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -83,6 +84,16 @@ FIELDS: tuple[Field, ...] = (
         "auto",
         "auto (SGLang's choice: its own FlashAttention kernels where the GPU has them), fa3 (those kernels), "
         "fa2 (the flash-attn package that FLASH_ATTN=source compiles into the image) or sdpa (PyTorch's).",
+    ),
+    Field(
+        "GLM_AR",
+        "glm_ar",
+        "in-process",
+        "GLM-Image only: where its autoregressive stage runs. in-process (transformers' generate inside the "
+        "diffusion server; text-to-image and edits), srt (a second SGLang process, its LLM runtime, started "
+        "first on the same GPU) or the http(s) URL of such a server that runs already (the launcher waits for "
+        "its /health and starts none). With srt or a URL: text-to-image only, SGLang has no edit path through "
+        "that server, edits get 400.",
     ),
     Field(
         "SERVED_MODEL_NAME",
@@ -262,6 +273,7 @@ class Settings:
     ring_degree: int | None = None
     offload: str = "auto"
     attention_backend: str = "auto"
+    glm_ar: str = "in-process"
     served_model_name: str | None = None
     log_level: str = "info"
     data_dir: Path = Path("/app/data")
@@ -454,6 +466,18 @@ def _peer_url(env: str, raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _glm_ar(env: str, raw: str) -> str:
+    value = raw.strip()
+    if value.lower() in GLM_AR_CHOICES:
+        return value.lower()
+    if re.fullmatch(r"https?://[^\s/]+/?", value):
+        return value.rstrip("/")
+    raise ConfigError(
+        f"{env}={raw!r} is not one of: {', '.join(GLM_AR_CHOICES)}, or the http(s) URL of a running AR server "
+        "(scheme, host and port, e.g. http://glm-ar:30000)."
+    )
+
+
 def _args(env: str, raw: str) -> tuple[str, ...]:
     try:
         return tuple(shlex.split(raw))
@@ -470,6 +494,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "ring_degree": _int(1, 64),
     "offload": _choice(OFFLOAD_CHOICES),
     "attention_backend": _choice(ATTENTION_CHOICES),
+    "glm_ar": _glm_ar,
     "log_level": _choice(LOG_LEVELS),
     "data_dir": _path,
     "output_dir": _path,

@@ -66,6 +66,7 @@ def build(
     supported: Iterable[str] | None = None,
     listen: tuple[str, int] | None = None,
     own_warmup: bool = True,
+    ar_url: str | None = None,
 ) -> Launch:
     """listen: where SGLang binds; default HOST:PORT (no gateway), else the gateway's loopback upstream.
     own_warmup=False: the gateway's readiness generation is the warm-up, so SGLang runs none of its own
@@ -88,6 +89,8 @@ def build(
             argv += [flag, _bool(switches.get(flag, False))]
     if settings.attention_backend in ATTENTION_BACKENDS:
         argv += ["--attention-backend", ATTENTION_BACKENDS[settings.attention_backend]]
+    if ar_url is not None:
+        argv += ["--srt-encoder-url", ar_url]
     argv += ["--output-path", str(settings.outputs), "--input-save-path", str(settings.uploads)]
     argv += ["--log-level", settings.log_level]
 
@@ -107,6 +110,22 @@ def build(
             dropped.append(flag)
     argv += list(settings.extra_args)
     return Launch(argv, tuple(dropped))
+
+
+def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> list[str]:
+    """GLM_AR=srt: GLM-Image's AR model on SGLang's LLM runtime, on loopback, as SGLang's own two-process
+    test starts it (multimodal/test_ar_models.py): the model's vision_language_encoder folder, the tokenizer
+    from its processor folder, a static share of GPU 0."""
+    assert plan.ar_mem_fraction is not None
+    return [
+        settings.sglang_bin, "serve",
+        "--model-path", str(model.path / "vision_language_encoder"),
+        "--tokenizer-path", str(model.path / "processor"),
+        "--enable-multimodal",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--mem-fraction-static", f"{plan.ar_mem_fraction:.2f}",
+        "--log-level", settings.log_level,
+    ]  # fmt: skip
 
 
 def child_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """Runs SGLang (and the gateway in front of it) as child processes: streams their output, reports
-loading progress, stops them in order on SIGTERM within a bounded time, and exits when either child exits.
+loading progress, stops them in order on SIGTERM within a bounded time, and exits when any child exits.
+A child may wait for another's /health before it starts (GLM_AR=srt: the diffusion server, whose loader
+checks the AR server once, after the AR server).
 
 Stopping: the gateway gets SIGTERM first and drains (running generations finish, finished videos can
 still be fetched, new work gets 503) for up to GRACEFUL_SHUTDOWN_TIMEOUT; SGLang gets SIGTERM once the
@@ -12,7 +14,9 @@ the gateway, SGLang's own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,21 +66,35 @@ def _die_with_parent() -> None:
         pass
 
 
+# A child started while the output threads run cannot use preexec_fn (not safe with threads): this
+# wrapper sets the same parent-death signal in the child itself, then becomes the program.
+DEATH_SIGNAL_EXEC = (
+    "import ctypes, os, signal, sys; ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
 @dataclass
 class Child:
     name: str
     argv: Sequence[str]
     env: dict[str, str]
     drains: bool = False  # stopped first; the others once it has exited (the gateway finishes running work)
+    start_after: str | None = None  # started once this URL answers 200 (GLM_AR=srt: the AR server's /health)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     proc: subprocess.Popen[str] | None = None
     pump: threading.Thread | None = None
     terminated: bool = False
     on_line: Callable[[str], None] | None = None  # sees every output line as it arrives
 
-    def start(self) -> None:
+    def start(self, threads_running: bool = False) -> None:
+        argv = list(self.argv)
+        if threads_running:
+            if shutil.which(argv[0], path=self.env.get("PATH")) is None:
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+            argv = [sys.executable, "-c", DEATH_SIGNAL_EXEC, *argv]
         self.proc = subprocess.Popen(
-            list(self.argv),
+            argv,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -84,7 +102,7 @@ class Child:
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: SIGKILL reaches every worker
-            preexec_fn=_die_with_parent,
+            preexec_fn=None if threads_running else _die_with_parent,
         )
 
     def start_pump(self) -> None:
@@ -110,8 +128,9 @@ class Child:
             self.proc.send_signal(sig)
 
     def terminate(self) -> None:
-        """SIGTERM, once (a second one makes some servers skip their graceful shutdown)."""
-        if not self.terminated:
+        """SIGTERM, once (a second one makes some servers skip their graceful shutdown); a child that is not
+        running (not started yet, or gone) is left alone."""
+        if not self.terminated and self.running:
             self.terminated = True
             self.signal(signal.SIGTERM)
 
@@ -159,32 +178,60 @@ class Supervisor:
                 child.terminate()
 
     def _stop_the_rest(self, now: float) -> None:
-        """Once no draining child runs (or it is overdue), SIGTERM the others."""
+        """Draining children get SIGTERM at once (also one started after the signal came); once none of them
+        runs (or it is overdue), the others."""
         assert self.stop_requested_at is not None
+        for child in self.children:
+            if child.drains:
+                child.terminate()
         overdue = now - self.stop_requested_at > self.drain_seconds + OVERDUE
         if overdue or not any(c.drains and c.running for c in self.children):
             for child in self.children:
                 child.terminate()
 
+    def _start(self, child: Child, threads_running: bool) -> bool:
+        try:
+            child.start(threads_running)
+        except OSError as e:
+            error(f"cannot start {child.name} ({child.argv[0]}): {e.strerror}. Is it installed in this image?")
+            self._stop_all()
+            return False
+        return True
+
+    def _start_waiting(self, started: float) -> bool:
+        """Start each child whose start_after URL now answers 200; False if one cannot start."""
+        for child in self.children:
+            if child.proc is None and child.start_after and health_status(child.start_after)[0] == 200:
+                log(f"{child.start_after} answered 200 after {time.monotonic() - started:.0f} s: starting {child.name}")
+                if not self._start(child, threads_running=True):
+                    return False
+                child.on_line = self.phases.observe
+                child.start_pump()
+        return True
+
+    def _alive(self) -> bool:
+        """Every started child runs (one still waiting for its start_after URL is not counted)."""
+        return all(c.running for c in self.children if c.proc is not None)
+
     def run(self) -> int:
+        # the handlers first: a SIGTERM that comes while the children start must stop them, not the launcher
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
         for child in self.children:  # all children first: preexec_fn must not run while threads exist
-            try:
-                child.start()
-            except OSError as e:
-                error(f"cannot start {child.name} ({child.argv[0]}): {e.strerror}. Is it installed in this image?")
-                self._stop_all()
+            if child.start_after is None and not self._start(child, threads_running=False):
                 return 5
         started = time.monotonic()
         self.phases = StartupPhases(started)
         for child in self.children:
-            child.on_line = self.phases.observe
-            child.start_pump()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+            if child.proc is not None:
+                child.on_line = self.phases.observe
+                child.start_pump()
         next_progress = started + PROGRESS_EVERY
         ready = False
-        while all(c.running for c in self.children):
+        while self._alive():
             now = time.monotonic()
+            if self.stop_requested_at is None and not self._start_waiting(started):
+                return 5
             if self.stop_requested_at is not None:
                 self._stop_the_rest(now)
                 if now - self.stop_requested_at > self.grace:
@@ -214,7 +261,7 @@ class Supervisor:
         return self._after_exit(ready)
 
     def _after_exit(self, ready: bool) -> int:
-        first = next(c for c in self.children if not c.running)
+        first = next(c for c in self.children if c.proc is not None and not c.running)
         if self.stop_requested_at is None:
             # one child died on its own: take the others down too
             self.stop_requested_at = time.monotonic()
@@ -233,7 +280,7 @@ class Supervisor:
             self._reap()
             return 137
         self._reap()
-        codes = {c.name: c.exit_code() for c in self.children}
+        codes = {c.name: c.exit_code() for c in self.children if c.proc is not None}
         log(f"stopped after {time.monotonic() - self.stop_requested_at:.1f} s (exit codes: {codes})")
         if self.timed_out:
             return 5

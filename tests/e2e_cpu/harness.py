@@ -106,7 +106,7 @@ class DockerExecTransport(httpx.BaseTransport):
 class Server:
     """One running server (host process or container) with an httpx client and its log."""
 
-    def __init__(self, backend: str, models: Path, key: str, tmp: Path) -> None:
+    def __init__(self, backend: str, models: Path, key: str, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.backend = backend
         self.key = key
         self.health_seen: list[Any] = []
@@ -123,6 +123,7 @@ class Server:
                 "MODEL_PATH": str(models / folder),
                 "PYTHONPATH": str(PLUGIN),
                 **CPU_ENV,
+                **(env or {}),
             }
             self.proc = subprocess.Popen(
                 ["bash", str(ROOT / "entrypoint.sh")], env=env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT
@@ -133,7 +134,7 @@ class Server:
             args = [DOCKER, "run", "-d", "--name", self.name, "--user", RANDOM_UID, *OPENSHIFT,
                     "-v", f"{models}:/app/models:ro", "-v", f"{PLUGIN}:/opt/test-plugin:ro",
                     "-e", "PYTHONPATH=/opt/test-plugin", "-e", f"MODEL_PATH=/app/models/{folder}"]  # fmt: skip
-            for k, v in CPU_ENV.items():
+            for k, v in {**CPU_ENV, **(env or {})}.items():
                 args += ["-e", f"{k}={v}"]
             from imagebuild import IMAGE
 
@@ -221,12 +222,18 @@ class Server:
 BACKENDS = [pytest.param("host", id="host"), pytest.param("image", id="image", marks=pytest.mark.container)]
 
 
-def serve(request: pytest.FixtureRequest, key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serve(
+    request: pytest.FixtureRequest,
+    key: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    env: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """A server of the fixture's backend (its param) for `key`, with extra settings in env."""
     backend = request.param
     models = request.getfixturevalue("tiny_models")
     if backend == "image":
         request.getfixturevalue("image")  # built (or reused) by the container tier's fixture
-    server = Server(backend, models, key, tmp_path_factory.mktemp(f"{backend}-{key}"))
+    server = Server(backend, models, key, tmp_path_factory.mktemp(f"{backend}-{key}"), env)
     try:
         yield server
     finally:

@@ -352,3 +352,53 @@ def test_children_stop_when_launcher_is_killed(env, tmp_path):
     finally:
         proc.kill()
     assert Path(env["FAKE_SGLANG_RECORD"] + ".signal").read_text() == "SIGTERM"
+
+
+def test_glm_ar_srt_check_prints_both_commands(env, tmp_path):
+    """GLM_AR=srt: `check` should print the AR server's command, the diffusion server pointed at its port,
+    and the gateway told to refuse edits."""
+    model = make(tmp_path / "GLM-Image", "glm-image")
+    proc = run(env | {"MODEL_PATH": str(model), "GLM_AR": "srt"}, "check")
+    assert proc.returncode == 0, proc.stderr
+    ar = proc.stdout.split("AR server (started first; SGLang once it is ready): ")[1].splitlines()[0].split()
+    assert ar[ar.index("--model-path") + 1] == str(model / "vision_language_encoder")
+    command = proc.stdout.split("command: ")[1].splitlines()[0].split()
+    assert command[command.index("--srt-encoder-url") + 1] == f"http://127.0.0.1:{ar[ar.index('--port') + 1]}"
+    assert "--edits-off" in proc.stdout.split("gateway: ")[1]
+    assert "GLM-Image AR stage: srt" in proc.stdout
+
+
+def test_glm_ar_srt_serves_once_both_are_up(env, tmp_path):
+    """GLM_AR=srt: SGLang should start only once the AR server answers /health, the container should
+    become ready, and SIGTERM should stop both (exit 0)."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "GLM_AR": "srt",
+        "FAKE_SGLANG_MODE": "serve",
+        "FAKE_SGLANG_LOAD_S": "2",
+        "READY_PROBE": "health",
+    }
+    proc = start(env)
+    out = Lines(proc.stdout)
+    try:
+        assert wait_for(lambda: out.has("[launcher] ready: "), timeout=300), out.text[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        out.thread.join(timeout=10)
+    finally:
+        proc.kill()
+    text = out.text
+    assert text.index("/health answered 200 after") < text.index("[launcher] ready: "), text[-3000:]
+    assert "--srt-encoder-url" in recorded(env)["argv"]  # the diffusion server, started second, wrote last
+    assert proc.returncode == 0 and "exit codes: {'AR server': 0, 'SGLang': 0" in text
+
+
+def test_glm_ar_url_waits_for_that_server(env, tmp_path):
+    """GLM_AR=<url>: `check` should name the server it will wait for, start no AR server of its own, and
+    point the diffusion server at it."""
+    model = make(tmp_path / "GLM-Image", "glm-image")
+    proc = run(env | {"MODEL_PATH": str(model), "GLM_AR": "http://glm-ar:30000"}, "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "AR server: http://glm-ar:30000 (runs elsewhere; SGLang starts once its /health answers 200)" in proc.stdout
+    assert "--srt-encoder-url http://glm-ar:30000" in proc.stdout.split("command: ")[1]
+    assert "--edits-off" in proc.stdout.split("gateway: ")[1]

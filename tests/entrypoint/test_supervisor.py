@@ -1,6 +1,7 @@
 """The supervisor's stop order, with two small child processes standing in for SGLang and the gateway."""
 
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -72,3 +73,60 @@ def test_sglang_is_stopped_when_the_gateway_overstays(tmp_path):
     assert proc.returncode == 137
     assert 1 <= events["sglang term"] - events["gateway term"] < 5
     assert "not stopped within 11 s of SIGTERM: killing" in proc.stderr
+
+
+def health_server(port: int, delay: float, up: Path) -> str:
+    """A process that notes when it started, then answers /health 200 once `delay` seconds have passed."""
+    return textwrap.dedent(f"""
+        import http.server, time
+        start = time.monotonic()
+        open({str(up)!r}, "w").write(str(time.time()))
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200 if time.monotonic() - start >= {delay} else 503)
+                self.end_headers()
+            def log_message(self, *a):
+                pass
+        http.server.HTTPServer(("127.0.0.1", {port}), H).serve_forever()
+    """)
+
+
+def run_after(tmp_path: Path, first: str, after_url: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """A supervisor with `first` and a second child that waits for after_url, marks that it started, then
+    exits 0 (which ends the run); returns the run and the mark file."""
+    mark = tmp_path / "second-started"
+    second = f"import time; open({str(mark)!r}, 'w').write(str(time.time()))"
+    script = textwrap.dedent(f"""
+        import sys
+        from glm_image_sglang.supervisor import Child, Supervisor
+        children = [Child("AR server", [sys.executable, "-c", {first!r}], {{}}),
+                    Child("SGLang", [sys.executable, "-c", {second!r}], {{"PATH": "/usr/bin:/bin"}},
+                          start_after={after_url!r})]
+        sys.exit(Supervisor(children, "http://127.0.0.1:9/health", grace_seconds=5, startup_timeout=0).run())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env={"PYTHONPATH": str(SRC)}, text=True,
+                          capture_output=True, timeout=120)  # fmt: skip
+    return proc, mark
+
+
+def test_child_starts_once_the_other_answers_health(tmp_path):
+    """A child with start_after should start only once that URL answers 200 (2 s after the first child
+    started), and the launcher should say so."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    up = tmp_path / "first-up"
+    proc, mark = run_after(tmp_path, health_server(port, 2, up), f"http://127.0.0.1:{port}/health")
+    assert mark.exists(), proc.stdout + proc.stderr
+    assert float(mark.read_text()) - float(up.read_text()) >= 2
+    assert f"http://127.0.0.1:{port}/health answered 200 after" in proc.stdout and "starting SGLang" in proc.stdout
+
+
+def test_waiting_child_never_starts_when_the_first_dies(tmp_path):
+    """If the child it waits for exits first, the waiting child should never start and the launcher
+    should exit with the first one's code and last lines."""
+    first = "print('AR: out of memory', flush=True); raise SystemExit(3)"
+    proc, mark = run_after(tmp_path, first, "http://127.0.0.1:9/health")
+    assert proc.returncode == 3, proc.stderr
+    assert "AR server exited with code 3 before it was ready" in proc.stderr and "AR: out of memory" in proc.stderr
+    assert not mark.exists()

@@ -32,10 +32,16 @@ def upstream(behaviour: Behaviour) -> Iterator[Served]:
 
 class Gateway:
     def __init__(
-        self, upstream: Served, variant: str | None, env: dict[str, str], wait_ready: bool, ready_timeout: float = 0
+        self,
+        upstream: Served,
+        variant: str | None,
+        env: dict[str, str],
+        wait_ready: bool,
+        ready_timeout: float = 0,
+        edits_off: str | None = None,
     ) -> None:
         self.settings = GatewaySettings.from_env(env)
-        self.app = create_app(upstream.url, self.settings, VARIANTS.get(variant or ""), ready_timeout)
+        self.app = create_app(upstream.url, self.settings, VARIANTS.get(variant or ""), ready_timeout, None, edits_off)
         self.served = Served(self.app)
         self.client = httpx.Client(base_url=self.served.url, timeout=30)
         if wait_ready:
@@ -57,9 +63,14 @@ def make_gateway(upstream: Served) -> Iterator[Any]:
     made: list[Gateway] = []
 
     def make(
-        variant: str | None = "glm-image", wait_ready: bool = True, ready_timeout: float = 0, **env: Any
+        variant: str | None = "glm-image",
+        wait_ready: bool = True,
+        ready_timeout: float = 0,
+        edits_off: str | None = None,
+        **env: Any,
     ) -> Gateway:
-        gw = Gateway(upstream, variant, {k.upper(): str(v) for k, v in env.items()}, wait_ready, ready_timeout)
+        env = {k.upper(): str(v) for k, v in env.items()}
+        gw = Gateway(upstream, variant, env, wait_ready, ready_timeout, edits_off)
         made.append(gw)
         return gw
 

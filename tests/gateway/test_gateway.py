@@ -62,6 +62,20 @@ def test_models_reports_defaults(glm):
     assert entry["defaults"] == {"size": "1024x1024"} and entry["tasks"] == ["text-to-image", "image-edit"]
 
 
+def test_edits_off_refused_before_sglang(make_gateway, behaviour):
+    """With edits off (GLM_AR=srt) an edit should get 400 with the reason, reach nothing upstream, and
+    /v1/models should not list the task."""
+    gw = make_gateway("glm-image", edits_off="edits are off: use GLM_AR=in-process")
+    before = len(forwarded(behaviour, "/v1/images/edits"))
+    resp = gw.client.post(
+        "/v1/images/edits", data={"prompt": "x"}, files={"image": ("a.png", png(32, 32), "image/png")}
+    )
+    assert resp.status_code == 400 and error_of(resp)["code"] == "edits_unavailable"
+    assert "GLM_AR=in-process" in error_of(resp)["message"]
+    assert len(forwarded(behaviour, "/v1/images/edits")) == before
+    assert gw.client.get("/v1/models").json()["data"][0]["tasks"] == ["text-to-image"]
+
+
 def test_request_id_echoed(glm):
     """X-Request-ID should be echoed (or generated) on every response."""
     assert glm.client.get("/live", headers={"X-Request-ID": "abc-1"}).headers["x-request-id"] == "abc-1"

@@ -143,3 +143,43 @@ def test_offload_estimates_ordered(library):
     host = [estimate(model, m)[1] for m in modes]
     assert gpu == sorted(gpu, reverse=True) and host == sorted(host)
     assert 85 * GiB < host[2] < 130 * GiB  # stock layerwise offload measured 93.7 GB RSS
+
+
+def test_glm_ar_srt_gets_a_share_of_the_gpu(library):
+    """GLM_AR=srt: the AR server's static share should hold the AR weights plus the allowance, rounded up
+    to 0.01 of the GPU, and replace those weights in the GPU estimate."""
+    model = library["glm-image"]
+    in_process = make_plan(settings(), model, machine(mem=H200))
+    srt = make_plan(settings(glm_ar="srt"), model, machine(mem=H200))
+    weights = next(c for c in model.components if c.name == "vision_language_encoder").params * 2
+    assert in_process.ar_mem_fraction is None
+    assert srt.ar_mem_fraction == pytest.approx((weights + 6 * GiB) / H200, abs=0.01)
+    assert srt.ar_mem_fraction >= (weights + 6 * GiB) / H200
+    share = int(srt.ar_mem_fraction * H200)
+    assert srt.gpu_need_bytes == in_process.gpu_need_bytes - weights + share
+    assert any("--mem-fraction-static" in note for note in srt.notes)
+
+
+@pytest.mark.parametrize("key", ["wan2.2-ti2v-5b", "wan2.2-t2v-a14b"])
+def test_glm_ar_srt_refused_for_wan(library, key):
+    """GLM_AR=srt on a model without an AR stage should say it applies to GLM-Image only."""
+    with pytest.raises(ConfigError, match="GLM_AR=srt applies to GLM-Image only"):
+        make_plan(settings(glm_ar="srt"), library[key], machine())
+
+
+def test_glm_ar_srt_refused_without_gpu(library):
+    """GLM_AR=srt needs SGLang's LLM runtime on a GPU."""
+    with pytest.raises(ConfigError, match="GLM_AR=srt needs a GPU"):
+        make_plan(settings(glm_ar="srt", require_gpu="false"), library["glm-image"], Machine((), "none", None))
+
+
+def test_glm_ar_url_uses_a_server_that_runs_already(library):
+    """GLM_AR=<url>: no AR server of ours, the AR weights out of the GPU estimate, also without a GPU (the
+    CPU tier's stand-in)."""
+    model = library["glm-image"]
+    weights = next(c for c in model.components if c.name == "vision_language_encoder").params * 2
+    on_gpu = make_plan(settings(glm_ar="http://ar:30000"), model, machine(mem=H200))
+    assert on_gpu.ar_mem_fraction is None
+    assert on_gpu.gpu_need_bytes == make_plan(settings(), model, machine(mem=H200)).gpu_need_bytes - weights
+    cpu = make_plan(settings(glm_ar="http://ar:30000", require_gpu="false"), model, Machine((), "none", None))
+    assert any("the server at http://ar:30000 (not started here)" in note for note in cpu.notes)

@@ -43,12 +43,20 @@ def test_empty_variable_means_default():
         ({"NUM_GPUS": "0"}, r"NUM_GPUS=0 is out of range"),
         ({"SGLANG_EXTRA_ARGS": "--foo 'bar"}, r"SGLANG_EXTRA_ARGS cannot be split"),
         ({"SCHEDULER_PORT": "30000"}, r"SCHEDULER_PORT=30000 equals PORT"),
+        ({"GLM_AR": "remote"}, r"GLM_AR='remote' is not one of: in-process, srt, or the http\(s\) URL"),
+        ({"GLM_AR": "http://ar:30000/generate"}, r"scheme, host and port"),
     ],
 )
 def test_invalid_values_name_the_variable(env, message):
     """Each invalid value should be rejected with the variable's name and what is allowed."""
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({"MODEL_PATH": "/m", **env})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("SRT", "srt"), ("http://glm-ar:30000/", "http://glm-ar:30000")])
+def test_glm_ar_takes_a_mode_or_a_server_url(raw, value):
+    """GLM_AR should take its modes in any case, or an AR server's base URL without the trailing slash."""
+    assert Settings.from_env({"MODEL_PATH": "/m", "GLM_AR": raw}).glm_ar == value
 
 
 def test_extra_args_split_without_expansion():

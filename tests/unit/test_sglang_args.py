@@ -159,3 +159,24 @@ def test_attention_backend_auto_leaves_sglang_to_choose(t2v):
 def test_attention_backend_is_passed_by_sglang_name(t2v, ours, sglang):
     """A chosen ATTENTION_BACKEND should reach SGLang under SGLang's own name for it."""
     assert flag(argv(t2v, {"ATTENTION_BACKEND": ours}).argv, "--attention-backend") == sglang
+
+
+def test_ar_server_as_sglang_starts_it(tmp_path):
+    """GLM_AR=srt: the AR server should serve the model's vision_language_encoder with the processor's
+    tokenizer, multimodal, on loopback, in its planned share of the GPU."""
+    model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
+    s = Settings.from_env({"MODEL_PATH": str(model.path), "GLM_AR": "srt"})
+    a = sglang_args.build_ar(s, model, Plan(1, False, 1, 1, "none", 0, 0, (), 0.21), 32000)
+    assert a[:2] == ["sglang", "serve"] and "--enable-multimodal" in a
+    assert flag(a, "--model-path") == str(tmp_path / "GLM-Image" / "vision_language_encoder")
+    assert flag(a, "--tokenizer-path") == str(tmp_path / "GLM-Image" / "processor")
+    assert (flag(a, "--host"), flag(a, "--port"), flag(a, "--mem-fraction-static")) == ("127.0.0.1", "32000", "0.21")
+
+
+def test_diffusion_server_pointed_at_the_ar_server(tmp_path):
+    """With an AR server the diffusion server should get its URL; without, no such flag."""
+    model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
+    s = Settings.from_env({"MODEL_PATH": str(model.path)})
+    with_ar = sglang_args.build(s, model, plan(), 5555, 30005, ar_url="http://127.0.0.1:32000").argv
+    assert flag(with_ar, "--srt-encoder-url") == "http://127.0.0.1:32000"
+    assert "--srt-encoder-url" not in argv(model).argv

@@ -57,6 +57,7 @@ class Gateway:
         self.probe_task: asyncio.Task[None] | None = None
         self.draining_since: float | None = None
         self.fetched: set[str] = set()  # videos downloaded during the drain
+        self.edits_off: str | None = None  # why edits are refused in this deployment (GLM_AR=srt)
 
     def require_ready(self) -> None:
         if self.draining_since is not None:
@@ -115,10 +116,13 @@ def create_app(
     variant: Variant | None = None,
     ready_timeout: float = 0,
     model_name: str | None = None,
+    edits_off: str | None = None,
 ) -> Starlette:
     """ready_timeout: seconds the first test generation may take (the launcher's STARTUP_TIMEOUT; 0: no
-    limit); model_name: the id /v1/models reports (default the model's repo name)."""
+    limit); model_name: the id /v1/models reports (default the model's repo name); edits_off: why
+    /v1/images/edits is refused here (None: edits are served)."""
     gw = Gateway(upstream, settings, variant, ready_timeout, model_name)
+    gw.edits_off = edits_off
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

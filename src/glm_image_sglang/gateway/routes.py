@@ -60,7 +60,8 @@ async def list_models(request: Request) -> Response:
         if gw.model_name:
             entry["id"] = gw.model_name
         if gw.variant is not None:
-            entry.update(defaults=v.defaults_of(gw.variant), tasks=list(gw.variant.tasks))
+            tasks = [t for t in gw.variant.tasks if not (gw.edits_off and t == "image-edit")]
+            entry.update(defaults=v.defaults_of(gw.variant), tasks=tasks)
             entry.update(output=gw.variant.output, alignment=gw.variant.alignment)
     return JSONResponse(scrub(body))
 
@@ -73,6 +74,8 @@ async def images_generations(request: Request) -> Response:
 
 async def images_edits(request: Request) -> Response:
     gw = state(request)
+    if gw.edits_off:
+        raise ApiError(400, gw.edits_off, None, "edits_unavailable")
     if not is_multipart(request):
         raise ApiError(
             400,

@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
         "STARTUP_TIMEOUT. 0: no limit",
     )
     parser.add_argument("--served-model-name", help="the model id /v1/models reports (default: its repo name)")
+    parser.add_argument("--edits-off", metavar="REASON", help="answer /v1/images/edits with 400 and this reason")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
@@ -99,7 +100,7 @@ def main(argv: list[str]) -> int:
             args.host,
             args.port,
         )
-    app = create_app(args.upstream, settings, variant, args.ready_timeout, args.served_model_name)
+    app = create_app(args.upstream, settings, variant, args.ready_timeout, args.served_model_name, args.edits_off)
     config = uvicorn.Config(
         app,
         host=args.host,

@@ -1,0 +1,115 @@
+"""GLM-Image with its AR stage on a separate server (GLM_AR=<url>), on the real SGLang diffusion server.
+
+SGLang's LLM runtime cannot serve the tiny AR model here: the installed sglang-kernel is a CUDA build and
+the runtime has no CPU path for GLM-Image's vision-language model. A stand-in answers /health and
+/generate the way that runtime does (output_ids, meta_info) and records each call, so these tests check
+what the diffusion server asked of it; the runtime itself runs only on a GPU (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import io
+import json
+import random
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from harness import Server, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+class StandIn:
+    """An AR server stand-in on loopback: image tokens drawn from the DiT's codebook, every call kept."""
+
+    def __init__(self, codebook: int) -> None:
+        self.calls: list[dict[str, Any]] = []
+        stand_in = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.reply(200 if self.path == "/health" else 404, {})
+
+            def do_POST(self) -> None:
+                payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                stand_in.calls.append(payload)
+                budget = payload["sampling_params"]["max_new_tokens"]
+                ids = [random.randrange(codebook) for _ in range(budget)]
+                self.reply(200, {"output_ids": ids, "meta_info": {"prompt_tokens": len(payload["input_ids"]),
+                                                                  "completion_tokens": budget}})  # fmt: skip
+
+            def reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def stand_in(tiny_models) -> Iterator[StandIn]:
+    config = json.loads((tiny_models / "weights-glm" / "transformer" / "config.json").read_text())
+    served = StandIn(config["prior_vq_quantizer_codebook_size"])
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def server(stand_in, tiny_models, tmp_path_factory) -> Iterator[Server]:
+    """Host backend only: the container tier runs with --network none and cannot reach a stand-in."""
+    served = Server("host", tiny_models, "glm-image", tmp_path_factory.mktemp("glm-ar"),
+                    {"GLM_AR": f"http://127.0.0.1:{stand_in.port}"})  # fmt: skip
+    try:
+        yield served
+    finally:
+        served.stop()
+        served.remove()
+
+
+def test_readiness_generation_went_through_the_ar_server(server, stand_in):
+    """The gateway's readiness generation should have reached the AR server before /health turned 200."""
+    assert stand_in.calls, server.logs()[-3000:]
+    assert "--srt-encoder-url http://127.0.0.1:" in server.logs()
+
+
+def test_text_to_image_asks_for_the_token_budget_of_its_grids(server, stand_in):
+    """A 64x32 request should come back as a 64x32 image, the AR server asked for exactly one token per
+    cell of the image grids the processor gave (target and preview) plus the end token, sampled."""
+    before = len(stand_in.calls)
+    resp = server.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x32",
+                                                               "num_inference_steps": 2, "response_format": "b64_json"})  # fmt: skip
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
+    (call,) = stand_in.calls[before:]
+    grids = call["image_data"][0]["image_grid_thw"]
+    assert call["sampling_params"]["max_new_tokens"] == sum(t * h * w for t, h, w in grids) + 1
+    assert call["sampling_params"]["temperature"] == 1.0 and call["sampling_params"]["ignore_eos"] is True
+    # the target grid first, height by width, in 32-px cells (the DiT upsamples the tokens to its 16-px grid)
+    assert grids[0][1:] == [32 // 32, 64 // 32]
+
+
+def test_edit_refused_with_the_reason(server, stand_in):
+    """An edit should get 400 edits_unavailable naming GLM_AR=in-process, and reach neither server."""
+    before = len(stand_in.calls)
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (9, 9, 9)).save(buf, "PNG")
+    resp = server.client.post("/v1/images/edits", data={"prompt": "night"}, files={"image": ("a.png", buf.getvalue())})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "edits_unavailable"
+    assert "GLM_AR=in-process" in resp.json()["error"]["message"] and len(stand_in.calls) == before
