@@ -172,6 +172,19 @@ def check_glm_edit_path() -> None:
     print(f"GLM-Image edit path: features -> {int(grid.prod())} image tokens OK ({note})")
 
 
+def check_ar_server_edits() -> bool:
+    """GLM_AR=srt|URL serves edits in-process through the plugin; a warning (the mode is opt-in) where this
+    SGLang has moved what the plugin patches. Returns whether the patch applies."""
+    from .sglang_plugin import patch_glm_image_local_edits
+
+    if patch_glm_image_local_edits():
+        print("GLM_AR edits: the plugin's in-process edit patch applies")
+        return True
+    print("WARNING: GLM_AR edits: this SGLang has no VisionLanguageEncoderLoader.load_customized or "
+          "GlmImageAR.generate_prior_tokens to patch; with GLM_AR=srt or a URL, edits will fail")  # fmt: skip
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glm-image-sglang-build-check", description=__doc__.split("\n")[0])
     parser.add_argument("--write", type=Path, help="write build-info.json here")
@@ -188,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         accepted = run_pip_check(overridden)
         check_imports()
         check_glm_edit_path()
+        check_ar_server_edits()
     except CheckFailed as e:
         print(f"ERROR: build check failed: {e}", file=sys.stderr)
         return 1

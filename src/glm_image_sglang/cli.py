@@ -54,7 +54,10 @@ def prepare(settings: Settings) -> Prepared:
     model = models.inspect(path, settings.model_variant)
     models.require_complete(model)
     machine = preflight.probe_machine()
-    plan = make_plan(settings, model, machine)
+    # GLM_AR=srt|URL: edits stay in-process where SGLang loads the image's plugin (GLM_IMAGE_SGLANG_PLUGIN on)
+    plugin_on = os.environ.get("GLM_IMAGE_SGLANG_PLUGIN", "on").lower() not in ("off", "0", "false")
+    local_edits = settings.glm_ar != "in-process" and plugin_on and preflight.sglang_loads_plugins()
+    plan = make_plan(settings, model, machine, local_edits)
     preflight.check_toolchain(settings.require_gpu)
     preflight.check_attention_backend(settings.attention_backend)
     preflight.check_resources(settings, plan, machine, model.display_name)
@@ -95,6 +98,8 @@ def prepare(settings: Settings) -> Prepared:
     )
     _link_alias(sglang_args.model_path_for_sglang(settings, model), model.path)
     env = sglang_args.child_env(settings, dict(os.environ))
+    if local_edits:
+        env["GLM_IMAGE_AR_EDITS"] = "in-process"
     gateway_argv = None
     if listen is not None:
         gateway_argv = [
@@ -119,15 +124,17 @@ def prepare(settings: Settings) -> Prepared:
             gateway_argv += ["--model-variant", model.variant.key]
         if settings.served_model_name:
             gateway_argv += ["--served-model-name", settings.served_model_name]
-        if ar_url is not None:
+        if ar_url is not None and not local_edits:
             gateway_argv += ["--edits-off", EDITS_OFF_WITH_SRT]
     return Prepared(settings, model, plan, launch, env, gateway_argv, ar_argv, ar_url)
 
 
-# SGLang (0.5.16 to 0.5.23) raises NotImplementedError for an edit when the AR stage is a separate server
+# SGLang (0.5.16 to 0.5.23) raises NotImplementedError for an edit when the AR stage is a separate server;
+# the image's plugin runs edits in-process instead, where SGLang loads plugins (0.5.23 does, 0.5.16 not)
 EDITS_OFF_WITH_SRT = (
     "edits are off in this deployment: its GLM_AR setting runs the AR stage on SGLang's LLM runtime, which has "
-    "no edit path yet. Use /v1/images/generations, or serve with GLM_AR=in-process for edits."
+    "no edit path, and this SGLang loads no plugin to run them in-process. Use /v1/images/generations, or "
+    "serve with GLM_AR=in-process for edits."
 )
 
 

@@ -154,7 +154,9 @@ def _fmt(n: int) -> str:
     return f"{n / GiB:.1f} GiB"
 
 
-def make_plan(settings: Settings, model: ModelInfo, machine: Machine) -> Plan:
+def make_plan(settings: Settings, model: ModelInfo, machine: Machine, local_edits: bool = False) -> Plan:
+    """local_edits: with an AR server (GLM_AR), the diffusion server also holds the AR model for edits (the
+    image's SGLang plugin), so its weights stay in the GPU estimate."""
     if not machine.gpus:
         if settings.require_gpu:
             raise ResourceError(
@@ -212,6 +214,14 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine) -> Plan:
         _require_ar_stage(model, settings.glm_ar)
         gpu -= gpu_bytes(model, AR_COMPONENT)
         notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar} (not started here)")
+    if settings.glm_ar != "in-process":
+        if local_edits:
+            gpu += gpu_bytes(model, AR_COMPONENT)
+        notes.append(
+            "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
+            if local_edits
+            else "edits: off (this SGLang loads no plugin, and has no edit path through an AR server)"
+        )
     return Plan(n, cfg, ulysses, ring, offload, gpu, host, tuple(notes), fraction)
 
 

@@ -111,6 +111,23 @@ def probe_sglang_flags() -> frozenset[str] | None:
     return frozenset(flags) or None
 
 
+def sglang_loads_plugins() -> bool:
+    """Whether the installed SGLang loads `sglang.multimodal_gen.plugins` entry points in its workers
+    (0.5.23 does, 0.5.16 does not), read from its source without importing it."""
+    try:
+        dist = metadata.distribution("sglang")
+    except metadata.PackageNotFoundError:
+        return False
+    for f in dist.files or []:
+        if str(f).endswith("multimodal_gen/runtime/platforms/plugins.py"):
+            try:
+                text = Path(str(dist.locate_file(f))).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return False
+            return '"sglang.multimodal_gen.plugins"' in text
+    return False
+
+
 def sglang_version() -> str | None:
     try:
         return metadata.version("sglang")

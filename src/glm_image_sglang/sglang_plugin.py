@@ -1,5 +1,7 @@
 """SGLang plugin shipped in the image (entry point `sglang.multimodal_gen.plugins`; SGLang calls
-register() in every worker before it builds the pipeline).
+register() in every worker before it builds the pipeline). Two patches, each applied only where the
+installed SGLang has what it patches: GLM-Image edits with transformers 5.19 (below), and edits in-process
+beside an AR server (patch_glm_image_local_edits).
 
 GLM-Image edits: SGLang turns the vision encoder's image features into one tensor with
 `torch.cat(features, dim=0)` (pooled_image_features_to_tensor) and hands it to the AR model's
@@ -51,6 +53,52 @@ def patch_glm_image_edit() -> bool:
     return True
 
 
+VL_LOADER = "sglang.multimodal_gen.runtime.loader.component_loaders.vl_encoder_loader"
+
+
+def without_ar_server(server_args: Any) -> Any:
+    """A shallow copy of SGLang's server args that runs the AR stage in-process."""
+    import copy
+
+    local = copy.copy(server_args)
+    local.srt_encoder_url = None
+    return local
+
+
+def patch_glm_image_local_edits() -> bool:
+    """GLM_AR=srt or a URL: SGLang sends text-to-image to the AR server and raises NotImplementedError for
+    edits. With GLM_IMAGE_AR_EDITS=in-process (the launcher sets it), the diffusion server also loads the
+    AR model itself and runs edits in-process, as without the AR server; text-to-image still goes there."""
+    import importlib
+
+    try:
+        loader = importlib.import_module(VL_LOADER).VisionLanguageEncoderLoader
+        stage = importlib.import_module(GLM_STAGE).GlmImageAR
+    except Exception:  # not a GLM-capable SGLang, or the modules moved
+        return False
+    load, generate = loader.load_customized, stage.generate_prior_tokens
+    if hasattr(load, "__wrapped__") or hasattr(generate, "__wrapped__"):
+        return False
+
+    def load_customized(self: Any, component_model_path: str, server_args: Any, *args: Any, **kwargs: Any) -> Any:
+        found = load(self, component_model_path, server_args, *args, **kwargs)  # checks the AR server's /health
+        if getattr(server_args, "srt_encoder_url", None) is None:
+            return found
+        return load(self, component_model_path, without_ar_server(server_args), *args, **kwargs)
+
+    def generate_prior_tokens(self: Any, prompt: str, height: int, width: int, server_args: Any, image: Any = None,
+                              seed: Any = None) -> Any:  # fmt: skip
+        if image and getattr(server_args, "srt_encoder_url", None) is not None:
+            server_args = without_ar_server(server_args)
+        return generate(self, prompt, height, width, server_args, image=image, seed=seed)
+
+    load_customized.__wrapped__ = load  # type: ignore[attr-defined]
+    generate_prior_tokens.__wrapped__ = generate  # type: ignore[attr-defined]
+    loader.load_customized = load_customized
+    stage.generate_prior_tokens = generate_prior_tokens
+    return True
+
+
 def register() -> None:
     import os
 
@@ -59,3 +107,6 @@ def register() -> None:
     if patch_glm_image_edit():
         # SGLang's logging setup does not show other packages' loggers; this line must reach the pod log.
         print("glm-image-sglang plugin: GLM-Image edits keep per-image vision features", file=sys.stderr, flush=True)
+    if os.environ.get("GLM_IMAGE_AR_EDITS") == "in-process" and patch_glm_image_local_edits():
+        print("glm-image-sglang plugin: GLM-Image edits run in-process (text-to-image on the AR server)",
+              file=sys.stderr, flush=True)  # fmt: skip

@@ -1,4 +1,5 @@
-"""GLM-Image with its AR stage on a separate server (GLM_AR=<url>), on the real SGLang diffusion server.
+"""GLM-Image with its AR stage on a separate server (GLM_AR=<url>), on the real SGLang diffusion server:
+text-to-image through that server, edits in-process through the image's SGLang plugin.
 
 SGLang's LLM runtime cannot serve the tiny AR model here: the installed sglang-kernel is a CUDA build and
 the runtime has no CPU path for GLM-Image's vision-language model. A stand-in answers /health and
@@ -105,11 +106,21 @@ def test_text_to_image_asks_for_the_token_budget_of_its_grids(server, stand_in):
     assert grids[0][1:] == [32 // 32, 64 // 32]
 
 
-def test_edit_refused_with_the_reason(server, stand_in):
-    """An edit should get 400 edits_unavailable naming GLM_AR=in-process, and reach neither server."""
+def test_edit_runs_in_process_beside_the_ar_server(server, stand_in):
+    """SGLang has no edit path through the AR server; the image's plugin (SGLang 0.5.23 loads it) runs edits
+    in-process instead: a 64x32 edit should come back at its size without a call to the AR server."""
     before = len(stand_in.calls)
     buf = io.BytesIO()
-    Image.new("RGB", (32, 32), (9, 9, 9)).save(buf, "PNG")
-    resp = server.client.post("/v1/images/edits", data={"prompt": "night"}, files={"image": ("a.png", buf.getvalue())})
-    assert resp.status_code == 400 and resp.json()["error"]["code"] == "edits_unavailable"
-    assert "GLM_AR=in-process" in resp.json()["error"]["message"] and len(stand_in.calls) == before
+    Image.new("RGB", (64, 32), (9, 90, 200)).save(buf, "PNG")
+    data = {"prompt": "night", "size": "64x32", "num_inference_steps": "2", "generator_device": "cpu",
+            "response_format": "b64_json"}  # fmt: skip
+    resp = server.client.post("/v1/images/edits", data=data, files={"image": ("a.png", buf.getvalue(), "image/png")})
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
+    assert len(stand_in.calls) == before
+    assert "GLM-Image edits run in-process (text-to-image on the AR server)" in server.logs()
+
+
+def test_models_lists_both_tasks(server):
+    """With edits served in-process, /v1/models should list both tasks."""
+    assert server.client.get("/v1/models").json()["data"][0]["tasks"] == ["text-to-image", "image-edit"]

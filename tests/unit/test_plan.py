@@ -183,3 +183,15 @@ def test_glm_ar_url_uses_a_server_that_runs_already(library):
     assert on_gpu.gpu_need_bytes == make_plan(settings(), model, machine(mem=H200)).gpu_need_bytes - weights
     cpu = make_plan(settings(glm_ar="http://ar:30000", require_gpu="false"), model, Machine((), "none", None))
     assert any("the server at http://ar:30000 (not started here)" in note for note in cpu.notes)
+
+
+def test_local_edits_keep_the_ar_model_in_the_estimate(library):
+    """With an AR server and edits in-process (the plugin), the diffusion server holds the AR model too:
+    its weights count again, and the plan says where edits run."""
+    model = library["glm-image"]
+    weights = next(c for c in model.components if c.name == "vision_language_encoder").params * 2
+    without = make_plan(settings(glm_ar="srt"), model, machine(mem=H200))
+    local = make_plan(settings(glm_ar="srt"), model, machine(mem=H200), local_edits=True)
+    assert local.gpu_need_bytes == without.gpu_need_bytes + weights
+    assert any(n.startswith("edits: in-process") for n in local.notes)
+    assert any(n.startswith("edits: off") for n in without.notes)
