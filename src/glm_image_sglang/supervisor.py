@@ -210,8 +210,12 @@ class Supervisor:
         return True
 
     def _alive(self) -> bool:
-        """Every started child runs (one still waiting for its start_after URL is not counted)."""
-        return all(c.running for c in self.children if c.proc is not None)
+        """Every started child runs (one still waiting for its start_after URL is not counted); with none
+        started yet, until a stop is asked for."""
+        started = [c for c in self.children if c.proc is not None]
+        if not started:
+            return self.stop_requested_at is None
+        return all(c.running for c in started)
 
     def run(self) -> int:
         # the handlers first: a SIGTERM that comes while the children start must stop them, not the launcher
@@ -250,6 +254,9 @@ class Supervisor:
                     next_progress = now + PROGRESS_EVERY
                 if not ready and self.startup_timeout and now - started > self.startup_timeout:
                     state = "port closed" if status is None else f"/health {status} {body.strip()[:300]}"
+                    waiting = [c for c in self.children if c.proc is None and c.start_after]
+                    if waiting:
+                        state += "; " + ", ".join(f"{c.name} still waiting for {c.start_after}" for c in waiting)
                     error(
                         f"not ready after {self.startup_timeout:.0f} s (STARTUP_TIMEOUT; last state: {state}); "
                         f"stopping. Raise STARTUP_TIMEOUT if the model loads from slow storage. Phases so far: "
@@ -261,6 +268,9 @@ class Supervisor:
         return self._after_exit(ready)
 
     def _after_exit(self, ready: bool) -> int:
+        if all(c.proc is None for c in self.children):  # stopped while every child still waited
+            log("stopped before any process started")
+            return 5 if self.timed_out else 0
         first = next(c for c in self.children if c.proc is not None and not c.running)
         if self.stop_requested_at is None:
             # one child died on its own: take the others down too

@@ -130,3 +130,19 @@ def test_waiting_child_never_starts_when_the_first_dies(tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert "AR server exited with code 3 before it was ready" in proc.stderr and "AR: out of memory" in proc.stderr
     assert not mark.exists()
+
+
+def test_startup_timeout_names_the_wait(tmp_path):
+    """With nothing started yet (the only child waits for a URL that never answers), STARTUP_TIMEOUT should
+    end the run with exit 5, naming the child and the URL it waited for."""
+    script = textwrap.dedent("""
+        import sys
+        from glm_image_sglang.supervisor import Child, Supervisor
+        children = [Child("SGLang", [sys.executable, "-c", "pass"], {}, start_after="http://127.0.0.1:9/health")]
+        sys.exit(Supervisor(children, "http://127.0.0.1:9/health", grace_seconds=5, startup_timeout=1).run())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env={"PYTHONPATH": str(SRC)}, text=True,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "SGLang still waiting for http://127.0.0.1:9/health" in proc.stderr
+    assert "stopped before any process started" in proc.stdout
