@@ -133,8 +133,8 @@ def prepare(settings: Settings) -> Prepared:
 # the image's plugin runs edits in-process instead, where SGLang loads plugins (0.5.23 does, 0.5.16 not)
 EDITS_OFF_WITH_SRT = (
     "edits are off in this deployment: its GLM_AR setting runs the AR stage on SGLang's LLM runtime, which has "
-    "no edit path, and this SGLang loads no plugin to run them in-process. Use /v1/images/generations, or "
-    "serve with GLM_AR=in-process for edits."
+    "no edit path, and the image's plugin cannot run them in-process here (an SGLang that loads no plugins, or "
+    "GLM_IMAGE_SGLANG_PLUGIN=off). Use /v1/images/generations, or serve with GLM_AR=in-process for edits."
 )
 
 
