@@ -79,7 +79,7 @@ def prepare(settings: Settings) -> Prepared:
     master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[*taken, scheduler])
     ar_argv = None
     ar_url = settings.glm_ar if settings.glm_ar not in ("in-process", "srt") else None  # one that runs already
-    if plan.ar_mem_fraction is not None:
+    if settings.glm_ar == "srt":
         ar_port = preflight.free_port("127.0.0.1", 32000, avoid=[*taken, scheduler, master])
         ar_url = f"http://127.0.0.1:{ar_port}"
         ar_argv = sglang_args.build_ar(settings, model, plan, ar_port)

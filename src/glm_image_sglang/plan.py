@@ -49,7 +49,7 @@ class Plan:
     gpu_need_bytes: int  # estimated peak per GPU
     host_need_bytes: int  # estimated peak host RSS while loading and serving
     notes: tuple[str, ...] = field(default=())  # each derived default, printed at start
-    ar_mem_fraction: float | None = None  # GLM_AR=srt: the AR server's share of GPU 0 (None: in-process)
+    ar_mem_fraction: float | None = None  # GLM_AR=srt on a GPU: the AR server's share of GPU 0
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
@@ -164,13 +164,15 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine, local_edit
                 "docker run --gpus all ... (NVIDIA Container Toolkit), or on Kubernetes/OpenShift request "
                 "nvidia.com/gpu: 1 in the pod's resources."
             )
-        if settings.glm_ar == "srt":
-            raise ConfigError("GLM_AR=srt needs a GPU (SGLang's LLM runtime); use GLM_AR=in-process without one.")
         gpu, host = estimate(model, "none")
         notes = ["no GPU: SGLang's CPU platform (REQUIRE_GPU=false)"]
         if settings.glm_ar != "in-process":
             _require_ar_stage(model, settings.glm_ar)
-            notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar} (not started here)")
+            notes.append(
+                "GLM-Image AR stage: srt on the CPU (KV cache for 8192 tokens)"
+                if settings.glm_ar == "srt"
+                else f"GLM-Image AR stage: the server at {settings.glm_ar} (not started here)"
+            )
         return Plan(0, False, 1, 1, "none", 0, host, tuple(notes))
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]

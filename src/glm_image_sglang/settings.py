@@ -91,7 +91,7 @@ FIELDS: tuple[Field, ...] = (
         "in-process",
         "GLM-Image only: where its autoregressive stage runs. in-process (transformers' generate inside the "
         "diffusion server; text-to-image and edits), srt (a second SGLang process, its LLM runtime, started "
-        "first on the same GPU) or the http(s) URL of such a server that runs already (the launcher waits for "
+        "first on the same GPU; on the CPU without one) or the http(s) URL of such a server that runs already (the launcher waits for "
         "its /health and starts none). With srt or a URL, text-to-image goes there and edits run in-process "
         "(the image's SGLang plugin; the AR model is then loaded twice); an SGLang without plugin loading "
         "answers edits with 400.",

@@ -115,17 +115,19 @@ def build(
 def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> list[str]:
     """GLM_AR=srt: GLM-Image's AR model on SGLang's LLM runtime, on loopback, as SGLang's own two-process
     test starts it (multimodal/test_ar_models.py): the model's vision_language_encoder folder, the tokenizer
-    from its processor folder, a static share of GPU 0."""
-    assert plan.ar_mem_fraction is not None
-    return [
+    from its processor folder, a static share of GPU 0. Without a GPU (REQUIRE_GPU=false, the CPU tier):
+    SGLang's CPU device with a KV cache for 8192 tokens (its default takes 71 % of host RAM)."""
+    argv = [
         settings.sglang_bin, "serve",
         "--model-path", str(model.path / "vision_language_encoder"),
         "--tokenizer-path", str(model.path / "processor"),
         "--enable-multimodal",
         "--host", "127.0.0.1", "--port", str(port),
-        "--mem-fraction-static", f"{plan.ar_mem_fraction:.2f}",
         "--log-level", settings.log_level,
     ]  # fmt: skip
+    if plan.ar_mem_fraction is not None:
+        return [*argv, "--mem-fraction-static", f"{plan.ar_mem_fraction:.2f}"]
+    return [*argv, "--device", "cpu", "--max-total-tokens", "8192"]
 
 
 def child_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:

@@ -1,10 +1,10 @@
-"""GLM-Image with its AR stage on a separate server (GLM_AR=<url>), on the real SGLang diffusion server:
-text-to-image through that server, edits in-process through the image's SGLang plugin.
+"""GLM-Image with its AR stage on a separate server, on the real SGLang diffusion server: text-to-image
+through that server, edits in-process through the image's SGLang plugin.
 
-SGLang's LLM runtime cannot serve the tiny AR model here: the installed sglang-kernel is a CUDA build and
-the runtime has no CPU path for GLM-Image's vision-language model. A stand-in answers /health and
-/generate the way that runtime does (output_ids, meta_info) and records each call, so these tests check
-what the diffusion server asked of it; the runtime itself runs only on a GPU (docs/benchmarks.md).
+Two layouts: GLM_AR=srt, where the launcher starts SGLang's own LLM runtime on the CPU with the tiny AR
+model (the product's layout, for real), and GLM_AR=<url> pointed at a stand-in that answers /health and
+/generate as that runtime does and records each call, so the tests can check what the diffusion server
+asked of it (the runtime logs no request parameters).
 """
 
 from __future__ import annotations
@@ -124,3 +124,36 @@ def test_edit_runs_in_process_beside_the_ar_server(server, stand_in):
 def test_models_lists_both_tasks(server):
     """With edits served in-process, /v1/models should list both tasks."""
     assert server.client.get("/v1/models").json()["data"][0]["tasks"] == ["text-to-image", "image-edit"]
+
+
+@pytest.fixture(scope="module")
+def srt_server(tiny_models, tmp_path_factory) -> Iterator[Server]:
+    """GLM_AR=srt: the launcher starts SGLang's LLM runtime on the CPU first, the diffusion server after it."""
+    served = Server("host", tiny_models, "glm-image", tmp_path_factory.mktemp("glm-srt"), {"GLM_AR": "srt"})
+    try:
+        yield served
+    finally:
+        served.stop()
+        served.remove()
+
+
+def test_srt_layout_serves_text_to_image_through_sglangs_llm_runtime(srt_server):
+    """With GLM_AR=srt the AR server should start first, the diffusion server once it answers, and a
+    64x32 text-to-image request should come back at its size with the AR stage on the LLM runtime."""
+    logs = srt_server.logs()
+    assert "AR server (started first; SGLang once it is ready): " in logs and "--device cpu" in logs
+    assert "/health answered 200 after" in logs and "starting SGLang" in logs
+    before = logs.count('"POST /generate HTTP/1.1" 200')
+    assert before >= 1, logs[-3000:]  # the readiness generation went through it
+    resp = srt_server.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x32",
+                                                                   "num_inference_steps": 2, "response_format": "b64_json"})  # fmt: skip
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
+    assert srt_server.logs().count('"POST /generate HTTP/1.1" 200') == before + 1
+
+
+def test_srt_layout_stops_both_on_sigterm(srt_server):
+    """SIGTERM should stop the gateway, the diffusion server and the AR server, and the container exit 0."""
+    code, _ = srt_server.stop()
+    assert code == 0, srt_server.logs()[-3000:]
+    assert "'AR server': " in srt_server.logs().split("stopped after")[-1]

@@ -167,10 +167,10 @@ def test_glm_ar_srt_refused_for_wan(library, key):
         make_plan(settings(glm_ar="srt"), library[key], machine())
 
 
-def test_glm_ar_srt_refused_without_gpu(library):
-    """GLM_AR=srt needs SGLang's LLM runtime on a GPU."""
-    with pytest.raises(ConfigError, match="GLM_AR=srt needs a GPU"):
-        make_plan(settings(glm_ar="srt", require_gpu="false"), library["glm-image"], Machine((), "none", None))
+def test_glm_ar_srt_without_gpu_on_the_cpu(library):
+    """GLM_AR=srt without a GPU (the CPU tier): no GPU share, and the plan says the AR server runs on the CPU."""
+    plan = make_plan(settings(glm_ar="srt", require_gpu="false"), library["glm-image"], Machine((), "none", None))
+    assert plan.ar_mem_fraction is None and any("srt on the CPU" in note for note in plan.notes)
 
 
 def test_glm_ar_url_uses_a_server_that_runs_already(library):

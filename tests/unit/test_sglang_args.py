@@ -180,3 +180,12 @@ def test_diffusion_server_pointed_at_the_ar_server(tmp_path):
     with_ar = sglang_args.build(s, model, plan(), 5555, 30005, ar_url="http://127.0.0.1:32000").argv
     assert flag(with_ar, "--srt-encoder-url") == "http://127.0.0.1:32000"
     assert "--srt-encoder-url" not in argv(model).argv
+
+
+def test_ar_server_on_the_cpu_gets_a_small_kv_cache(tmp_path):
+    """Without a GPU the AR server should run on SGLang's CPU device with a bounded KV cache (its default
+    reserves 71 % of host RAM), and no GPU share."""
+    model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
+    s = Settings.from_env({"MODEL_PATH": str(model.path), "GLM_AR": "srt", "REQUIRE_GPU": "false"})
+    a = sglang_args.build_ar(s, model, Plan(0, False, 1, 1, "none", 0, 0), 32000)
+    assert (flag(a, "--device"), flag(a, "--max-total-tokens")) == ("cpu", "8192") and "--mem-fraction-static" not in a
