@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import models, preflight, sglang_args
+from . import models, preflight, sglang_args, sglang_plugin
 from .errors import LauncherError, ResourceError, report_internal_error
 from .plan import Plan, make_plan
 from .settings import FIELDS, GATEWAY_FIELDS, Field, GatewaySettings, Settings
@@ -54,9 +54,10 @@ def prepare(settings: Settings) -> Prepared:
     model = models.inspect(path, settings.model_variant)
     models.require_complete(model)
     machine = preflight.probe_machine()
-    # GLM_AR=srt|URL: edits stay in-process where SGLang loads the image's plugin (GLM_IMAGE_SGLANG_PLUGIN on)
-    plugin_on = os.environ.get("GLM_IMAGE_SGLANG_PLUGIN", "on").lower() not in ("off", "0", "false")
-    local_edits = settings.glm_ar != "in-process" and plugin_on and preflight.sglang_loads_plugins()
+    # GLM_AR=srt|URL: edits stay in-process where SGLang loads the image's plugin (and it is not turned off)
+    local_edits = (
+        settings.glm_ar != "in-process" and sglang_plugin.enabled(os.environ) and preflight.sglang_loads_plugins()
+    )
     plan = make_plan(settings, model, machine, local_edits)
     preflight.check_toolchain(settings.require_gpu)
     preflight.check_attention_backend(settings.attention_backend)
@@ -78,7 +79,7 @@ def prepare(settings: Settings) -> Prepared:
     scheduler = settings.scheduler_port or preflight.free_port("127.0.0.1", 5555, avoid=taken)
     master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[*taken, scheduler])
     ar_argv = None
-    ar_url = settings.glm_ar if settings.glm_ar not in ("in-process", "srt") else None  # one that runs already
+    ar_url = settings.glm_ar_url  # one that runs already
     if settings.glm_ar == "srt":
         ar_port = preflight.free_port("127.0.0.1", 32000, avoid=[*taken, scheduler, master])
         ar_url = f"http://127.0.0.1:{ar_port}"

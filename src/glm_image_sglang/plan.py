@@ -166,13 +166,7 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine, local_edit
             )
         gpu, host = estimate(model, "none")
         notes = ["no GPU: SGLang's CPU platform (REQUIRE_GPU=false)"]
-        if settings.glm_ar != "in-process":
-            _require_ar_stage(model, settings.glm_ar)
-            notes.append(
-                "GLM-Image AR stage: srt on the CPU (KV cache for 8192 tokens)"
-                if settings.glm_ar == "srt"
-                else f"GLM-Image AR stage: the server at {settings.glm_ar} (not started here)"
-            )
+        _ar_stage(settings, model, None, local_edits, notes)
         return Plan(0, False, 1, 1, "none", 0, host, tuple(notes))
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
@@ -209,40 +203,40 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine, local_edit
     else:
         offload = settings.offload
         gpu, host = estimate(model, offload)
-    fraction = None
-    if settings.glm_ar == "srt":
-        fraction, gpu = _ar_server(model, gpu, per_gpu, notes)
-    elif settings.glm_ar != "in-process":
-        _require_ar_stage(model, settings.glm_ar)
-        gpu -= gpu_bytes(model, AR_COMPONENT)
-        notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar} (not started here)")
-    if settings.glm_ar != "in-process":
-        if local_edits:
-            gpu += gpu_bytes(model, AR_COMPONENT)
-        notes.append(
-            "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
-            if local_edits
-            else "edits: off (this SGLang loads no plugin, and has no edit path through an AR server)"
-        )
-    return Plan(n, cfg, ulysses, ring, offload, gpu, host, tuple(notes), fraction)
+    fraction, ar_gpu = _ar_stage(settings, model, per_gpu, local_edits, notes)
+    return Plan(n, cfg, ulysses, ring, offload, gpu + ar_gpu, host, tuple(notes), fraction)
 
 
-def _require_ar_stage(model: ModelInfo, value: str) -> None:
+def _ar_stage(
+    settings: Settings, model: ModelInfo, per_gpu: int | None, local_edits: bool, notes: list[str]
+) -> tuple[float | None, int]:
+    """GLM_AR=srt|URL: the AR server's static share of the GPU (srt with a GPU, per_gpu given) and what
+    the layout adds to the diffusion server's GPU estimate: the AR weights leave it unless edits stay
+    in-process, an AR server of ours brings its share. GLM_AR=in-process: (None, 0)."""
+    if settings.glm_ar == "in-process":
+        return None, 0
     if not model.variant or model.variant.key != "glm-image":
         raise ConfigError(
-            f"GLM_AR={value} applies to GLM-Image only; {model.display_name} has no AR stage. Unset GLM_AR."
+            f"GLM_AR={settings.glm_ar} applies to GLM-Image only; {model.display_name} has no AR stage. Unset GLM_AR."
         )
-
-
-def _ar_server(model: ModelInfo, gpu: int, per_gpu: int, notes: list[str]) -> tuple[float, int]:
-    """GLM_AR=srt: the AR server's static share of the GPU, and the GPU estimate with the AR model there
-    instead of in the diffusion server."""
-    _require_ar_stage(model, "srt")
     weights = gpu_bytes(model, AR_COMPONENT)
-    fraction = min(0.95, -(-(weights + AR_SRT_ALLOWANCE) * 100 // per_gpu) / 100)  # rounded up to 0.01
-    share = int(fraction * per_gpu)
+    added = 0 if local_edits else -weights
+    fraction = None
+    if settings.glm_ar_url is not None:
+        notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar_url} (not started here)")
+    elif per_gpu is None:
+        notes.append("GLM-Image AR stage: srt on the CPU (KV cache for 8192 tokens)")
+    else:
+        fraction = min(0.95, -(-(weights + AR_SRT_ALLOWANCE) * 100 // per_gpu) / 100)  # rounded up to 0.01
+        share = int(fraction * per_gpu)
+        added += share
+        notes.append(
+            f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
+            f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
+        )
     notes.append(
-        f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
-        f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
+        "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
+        if local_edits
+        else "edits: off (this SGLang loads no plugin, and has no edit path through an AR server)"
     )
-    return fraction, gpu - weights + share
+    return fraction, added

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -93,39 +93,36 @@ def probe_machine(env: dict[str, str] | None = None) -> Machine:
     return Machine(gpus, how, probe_memory_limit())
 
 
-def probe_sglang_flags() -> frozenset[str] | None:
-    """The `sglang serve` flags of the installed SGLang, read from its source without importing it
-    (importing takes ~20 s). None when SGLang is not installed as a distribution."""
+def _sglang_sources(wanted: Callable[[str], bool]) -> list[str] | None:
+    """The text of the installed SGLang's source files whose path `wanted` accepts, read without importing
+    SGLang (importing takes ~20 s). None when SGLang is not installed as a distribution."""
     try:
         dist = metadata.distribution("sglang")
     except metadata.PackageNotFoundError:
         return None
-    flags: set[str] = set()
+    texts = []
     for f in dist.files or []:
-        if "multimodal_gen/runtime/server_args" in str(f) and str(f).endswith(".py"):
+        if wanted(str(f)):
             try:
-                text = Path(str(dist.locate_file(f))).read_text(encoding="utf-8", errors="replace")
+                texts.append(Path(str(dist.locate_file(f))).read_text(encoding="utf-8", errors="replace"))
             except OSError:
                 continue
-            flags.update(re.findall(r"[\"'](--[a-z0-9][a-z0-9-]*)[\"']", text))
+    return texts
+
+
+def probe_sglang_flags() -> frozenset[str] | None:
+    """The `sglang serve` flags of the installed SGLang, read from its source. None when SGLang is not
+    installed as a distribution."""
+    texts = _sglang_sources(lambda f: "multimodal_gen/runtime/server_args" in f and f.endswith(".py"))
+    flags = {flag for text in texts or [] for flag in re.findall(r"[\"'](--[a-z0-9][a-z0-9-]*)[\"']", text)}
     return frozenset(flags) or None
 
 
 def sglang_loads_plugins() -> bool:
     """Whether the installed SGLang loads `sglang.multimodal_gen.plugins` entry points in its workers
-    (0.5.23 does, 0.5.16 does not), read from its source without importing it."""
-    try:
-        dist = metadata.distribution("sglang")
-    except metadata.PackageNotFoundError:
-        return False
-    for f in dist.files or []:
-        if str(f).endswith("multimodal_gen/runtime/platforms/plugins.py"):
-            try:
-                text = Path(str(dist.locate_file(f))).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                return False
-            return '"sglang.multimodal_gen.plugins"' in text
-    return False
+    (0.5.23 does, 0.5.16 does not), read from its source."""
+    texts = _sglang_sources(lambda f: f.endswith("multimodal_gen/runtime/platforms/plugins.py"))
+    return any('"sglang.multimodal_gen.plugins"' in text for text in texts or [])
 
 
 def sglang_version() -> str | None:

@@ -91,10 +91,10 @@ FIELDS: tuple[Field, ...] = (
         "in-process",
         "GLM-Image only: where its autoregressive stage runs. in-process (transformers' generate inside the "
         "diffusion server; text-to-image and edits), srt (a second SGLang process, its LLM runtime, started "
-        "first on the same GPU; on the CPU without one) or the http(s) URL of such a server that runs already (the launcher waits for "
-        "its /health and starts none). With srt or a URL, text-to-image goes there and edits run in-process "
-        "(the image's SGLang plugin; the AR model is then loaded twice); an SGLang without plugin loading "
-        "answers edits with 400.",
+        "first on the same GPU; on the CPU without one) or the http(s) URL of such a server that runs already "
+        "(the launcher waits for its /health and starts none). With srt or a URL, text-to-image goes there and "
+        "edits run in-process (the image's SGLang plugin; the AR model is then loaded twice); an SGLang "
+        "without plugin loading answers edits with 400.",
     ),
     Field(
         "SERVED_MODEL_NAME",
@@ -302,6 +302,11 @@ class Settings:
     @property
     def uploads(self) -> Path:
         return self.upload_dir or self.data_dir / "uploads"
+
+    @property
+    def glm_ar_url(self) -> str | None:
+        """GLM_AR given as the URL of an AR server that runs already (None for in-process and srt)."""
+        return None if self.glm_ar in GLM_AR_CHOICES else self.glm_ar
 
     @property
     def caches(self) -> Path:

@@ -15,6 +15,7 @@ The patch keeps one entry per image for 3-D maps and leaves everything else to S
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 GLM_STAGE = "sglang.multimodal_gen.runtime.pipelines_core.stages.model_specific_stages.glm_image"
@@ -99,10 +100,15 @@ def patch_glm_image_local_edits() -> bool:
     return True
 
 
+def enabled(env: Mapping[str, str]) -> bool:
+    """GLM_IMAGE_SGLANG_PLUGIN=off (or 0, false) turns the plugin off; the launcher reads it the same way."""
+    return env.get("GLM_IMAGE_SGLANG_PLUGIN", "on").lower() not in ("off", "0", "false")
+
+
 def register() -> None:
     import os
 
-    if os.environ.get("GLM_IMAGE_SGLANG_PLUGIN", "on").lower() in ("off", "0", "false"):
+    if not enabled(os.environ):
         return
     if patch_glm_image_edit():
         # SGLang's logging setup does not show other packages' loggers; this line must reach the pod log.
