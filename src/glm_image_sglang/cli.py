@@ -54,11 +54,11 @@ def prepare(settings: Settings) -> Prepared:
     model = models.inspect(path, settings.model_variant)
     models.require_complete(model)
     machine = preflight.probe_machine()
-    # GLM_AR=srt|URL: edits stay in-process where SGLang loads the image's plugin (and it is not turned off)
-    local_edits = (
-        settings.glm_ar != "in-process" and sglang_plugin.enabled(os.environ) and preflight.sglang_loads_plugins()
-    )
-    plan = make_plan(settings, model, machine, local_edits)
+    flags = preflight.probe_sglang_flags()
+    # with an AR server (GLM_AR), edits stay in-process where SGLang loads the image's plugin (not turned off)
+    plugin_edits = sglang_plugin.enabled(os.environ) and preflight.sglang_loads_plugins()
+    srt_encoder = None if flags is None else "--srt-encoder-url" in flags
+    plan = make_plan(settings, model, machine, plugin_edits, srt_encoder)
     preflight.check_toolchain(settings.require_gpu)
     preflight.check_attention_backend(settings.attention_backend)
     preflight.check_resources(settings, plan, machine, model.display_name)
@@ -80,7 +80,7 @@ def prepare(settings: Settings) -> Prepared:
     master = settings.master_port or preflight.free_port("127.0.0.1", 30005, avoid=[*taken, scheduler])
     ar_argv = None
     ar_url = settings.glm_ar_url  # one that runs already
-    if settings.glm_ar == "srt":
+    if plan.glm_ar == "srt":
         ar_port = preflight.free_port("127.0.0.1", 32000, avoid=[*taken, scheduler, master])
         ar_url = f"http://127.0.0.1:{ar_port}"
         ar_argv = sglang_args.build_ar(settings, model, plan, ar_port)
@@ -92,14 +92,14 @@ def prepare(settings: Settings) -> Prepared:
         plan,
         scheduler,
         master,
-        preflight.probe_sglang_flags(),
+        flags,
         listen,
         own_warmup=not probe_generates,
         ar_url=ar_url,
     )
     _link_alias(sglang_args.model_path_for_sglang(settings, model), model.path)
     env = sglang_args.child_env(settings, dict(os.environ))
-    if local_edits:
+    if plan.edits_in_process:
         env["GLM_IMAGE_AR_EDITS"] = "in-process"
     gateway_argv = None
     if listen is not None:
@@ -125,7 +125,7 @@ def prepare(settings: Settings) -> Prepared:
             gateway_argv += ["--model-variant", model.variant.key]
         if settings.served_model_name:
             gateway_argv += ["--served-model-name", settings.served_model_name]
-        if ar_url is not None and not local_edits:
+        if ar_url is not None and not plan.edits_in_process:
             gateway_argv += ["--edits-off", EDITS_OFF_WITH_SRT]
     return Prepared(settings, model, plan, launch, env, gateway_argv, ar_argv, ar_url)
 

@@ -50,6 +50,8 @@ class Plan:
     host_need_bytes: int  # estimated peak host RSS while loading and serving
     notes: tuple[str, ...] = field(default=())  # each derived default, printed at start
     ar_mem_fraction: float | None = None  # GLM_AR=srt on a GPU: the AR server's share of GPU 0
+    glm_ar: str = "in-process"  # GLM_AR resolved: in-process, srt or the URL of a running AR server
+    edits_in_process: bool = False  # with an AR server, edits still run in the diffusion server (the plugin)
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
@@ -72,7 +74,8 @@ DIT_OFFLOAD_HOST_FACTOR = 1.5
 # A14B with its 53 GiB of experts resident ran out of GPU memory in the 720p VAE decode and in
 # I2V's encode at 480p (79 GiB in use, 2 GiB more wanted), so a video model needs ~28 GiB beyond its
 # weights to serve every size it accepts; TI2V-5B peaked at 64.6 GiB for 33 GiB of weights.
-ACTIVATION_HEADROOM = {"video": 28 * GiB, "image": 8 * GiB}
+# GLM-Image peaked at 45.8 GiB for 33.3 GiB of weights (H200, FA3, 1152x864 and 1024x1024 edits).
+ACTIVATION_HEADROOM = {"video": 28 * GiB, "image": 13 * GiB}
 
 OFFLOAD_ORDER = ("none", "text-encoder", "dit-layerwise")
 
@@ -81,6 +84,8 @@ OFFLOAD_ORDER = ("none", "text-encoder", "dit-layerwise")
 # a few MiB; the allowance covers the graphs and the runtime's workspace (an estimate until measured).
 AR_SRT_ALLOWANCE = 6 * GiB
 AR_COMPONENT = "vision_language_encoder"
+# The AR server's own processes in host RAM: 27.8-28.9 GB RSS with GLM_AR=srt, 13.8-16.9 GB in-process (H200).
+AR_SRT_HOST = 12 * GiB
 
 
 def gpu_bytes(model: ModelInfo, component: str) -> int:
@@ -154,9 +159,17 @@ def _fmt(n: int) -> str:
     return f"{n / GiB:.1f} GiB"
 
 
-def make_plan(settings: Settings, model: ModelInfo, machine: Machine, local_edits: bool = False) -> Plan:
-    """local_edits: with an AR server (GLM_AR), the diffusion server also holds the AR model for edits (the
-    image's SGLang plugin), so its weights stay in the GPU estimate."""
+def make_plan(
+    settings: Settings,
+    model: ModelInfo,
+    machine: Machine,
+    plugin_edits: bool = False,
+    srt_encoder: bool | None = True,
+) -> Plan:
+    """What the installed SGLang offers GLM_AR: plugin_edits, the image's plugin runs edits in the diffusion
+    server beside an AR server (SGLang loads plugins), which then also holds the AR model; srt_encoder, the
+    diffusion server takes --srt-encoder-url (None: its flags could not be read). GLM_AR=auto picks srt
+    only where both hold and it fits."""
     if not machine.gpus:
         if settings.require_gpu:
             raise ResourceError(
@@ -166,8 +179,8 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine, local_edit
             )
         gpu, host = estimate(model, "none")
         notes = ["no GPU: SGLang's CPU platform (REQUIRE_GPU=false)"]
-        _ar_stage(settings, model, None, local_edits, notes)
-        return Plan(0, False, 1, 1, "none", 0, host, tuple(notes))
+        ar = _ar_stage(settings, model, None, 0, plugin_edits, srt_encoder, notes)
+        return Plan(0, False, 1, 1, "none", 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process)
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
     if n > len(machine.gpus):
@@ -203,40 +216,97 @@ def make_plan(settings: Settings, model: ModelInfo, machine: Machine, local_edit
     else:
         offload = settings.offload
         gpu, host = estimate(model, offload)
-    fraction, ar_gpu = _ar_stage(settings, model, per_gpu, local_edits, notes)
-    return Plan(n, cfg, ulysses, ring, offload, gpu + ar_gpu, host, tuple(notes), fraction)
+    ar = _ar_stage(settings, model, per_gpu, gpu, plugin_edits, srt_encoder, notes)
+    return Plan(
+        n, cfg, ulysses, ring, offload, gpu + ar.gpu, host + ar.host, tuple(notes), ar.fraction, ar.mode,
+        ar.edits_in_process,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _ArStage:
+    mode: str = "in-process"  # in-process | srt | URL
+    fraction: float | None = None  # srt on a GPU: --mem-fraction-static of the AR server
+    gpu: int = 0  # added to the diffusion server's GPU estimate (negative: the AR weights leave it)
+    host: int = 0
+    edits_in_process: bool = False
 
 
 def _ar_stage(
-    settings: Settings, model: ModelInfo, per_gpu: int | None, local_edits: bool, notes: list[str]
-) -> tuple[float | None, int]:
-    """GLM_AR=srt|URL: the AR server's static share of the GPU (srt with a GPU, per_gpu given) and what
-    the layout adds to the diffusion server's GPU estimate: the AR weights leave it unless edits stay
-    in-process, an AR server of ours brings its share. GLM_AR=in-process: (None, 0)."""
-    if settings.glm_ar == "in-process":
-        return None, 0
-    if not model.variant or model.variant.key != "glm-image":
+    settings: Settings,
+    model: ModelInfo,
+    per_gpu: int | None,
+    diffusion_gpu: int,
+    plugin_edits: bool,
+    srt_encoder: bool | None,
+    notes: list[str],
+) -> _ArStage:
+    """GLM_AR, resolved: where GLM-Image's AR stage runs and what that layout adds to the estimates. With an
+    AR server the AR weights leave the diffusion server unless edits stay in-process; an AR server of ours
+    brings its static share of the GPU (srt with a GPU, per_gpu given) and its processes in host RAM."""
+    is_glm = bool(model.variant and model.variant.key == "glm-image")
+    mode = settings.glm_ar
+    if mode == "auto":
+        mode = _auto_ar(model, per_gpu, diffusion_gpu, plugin_edits, srt_encoder, notes) if is_glm else "in-process"
+    if mode == "in-process":
+        return _ArStage()
+    if not is_glm:
         raise ConfigError(
-            f"GLM_AR={settings.glm_ar} applies to GLM-Image only; {model.display_name} has no AR stage. Unset GLM_AR."
+            f"GLM_AR={mode} applies to GLM-Image only; {model.display_name} has no AR stage. Unset GLM_AR."
         )
     weights = gpu_bytes(model, AR_COMPONENT)
-    added = 0 if local_edits else -weights
-    fraction = None
+    stage = _ArStage(mode, None, 0 if plugin_edits else -weights, 0, plugin_edits)
     if settings.glm_ar_url is not None:
         notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar_url} (not started here)")
     elif per_gpu is None:
         notes.append("GLM-Image AR stage: srt on the CPU (KV cache for 8192 tokens)")
+        stage = _ArStage(mode, None, stage.gpu, AR_SRT_HOST, plugin_edits)
     else:
-        fraction = min(0.95, -(-(weights + AR_SRT_ALLOWANCE) * 100 // per_gpu) / 100)  # rounded up to 0.01
+        fraction = _ar_fraction(model, per_gpu)
         share = int(fraction * per_gpu)
-        added += share
         notes.append(
             f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
             f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
         )
+        stage = _ArStage(mode, fraction, stage.gpu + share, AR_SRT_HOST, plugin_edits)
     notes.append(
         "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
-        if local_edits
+        if plugin_edits
         else "edits: off (this SGLang loads no plugin, and has no edit path through an AR server)"
     )
-    return fraction, added
+    return stage
+
+
+def _ar_fraction(model: ModelInfo, per_gpu: int) -> float:
+    """The AR server's --mem-fraction-static: its weights plus the allowance, rounded up to 0.01."""
+    return min(0.95, -(-(gpu_bytes(model, AR_COMPONENT) + AR_SRT_ALLOWANCE) * 100 // per_gpu) / 100)
+
+
+def _auto_ar(
+    model: ModelInfo,
+    per_gpu: int | None,
+    diffusion_gpu: int,
+    plugin_edits: bool,
+    srt_encoder: bool | None,
+    notes: list[str],
+) -> str:
+    """GLM_AR=auto: srt (measured 4.7x faster text-to-image on an H200) where there is a GPU, this SGLang can
+    use an AR server and still serve edits, and both processes fit; in-process otherwise, saying why."""
+    why = None
+    if per_gpu is None:
+        why = "no GPU"
+    elif srt_encoder is None:
+        why = "SGLang's flags could not be read to see whether it takes --srt-encoder-url"
+    elif not srt_encoder:
+        why = "this SGLang has no --srt-encoder-url"
+    elif not plugin_edits:
+        why = "beside an AR server this SGLang could not serve edits: it loads no plugin; GLM_AR=srt trades them"
+    else:
+        need = diffusion_gpu + int(_ar_fraction(model, per_gpu) * per_gpu)
+        if need > per_gpu:
+            why = f"an AR server would need ~{_fmt(need)} with the diffusion server, the GPU has {_fmt(per_gpu)}"
+    if why is not None:
+        notes.append(f"GLM-Image AR stage: in-process (auto: {why})")
+        return "in-process"
+    notes.append("GLM_AR: srt (auto: a GPU with room for both processes, and edits stay in-process)")
+    return "srt"

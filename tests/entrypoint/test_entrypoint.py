@@ -393,6 +393,17 @@ def test_glm_ar_srt_serves_once_both_are_up(env, tmp_path):
     assert proc.returncode == 0 and "exit codes: {'AR server': 0, 'SGLang': 0" in text
 
 
+def test_glm_ar_auto_says_where_the_ar_stage_runs(env, tmp_path):
+    """GLM_AR=auto (the default): `check` should say where the AR stage runs and why; here SGLang's flags
+    cannot be read (a stand-in binary), so in-process, with no AR server and edits left on."""
+    proc = run(env | {"MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image"))}, "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "GLM-Image AR stage: in-process (auto: SGLang's flags could not be read" in proc.stdout
+    assert "AR server (started first" not in proc.stdout
+    assert "--srt-encoder-url" not in proc.stdout.split("command: ")[1].splitlines()[0]
+    assert "--edits-off" not in proc.stdout.split("gateway: ")[1]
+
+
 def test_glm_ar_url_waits_for_that_server(env, tmp_path):
     """GLM_AR=<url>: `check` should name the server it will wait for, start no AR server of its own, and
     point the diffusion server at it."""

@@ -28,6 +28,10 @@ FOLDERS = {
 }
 
 
+def _wrap(argv: list[str]) -> str:
+    return " \\\n    ".join(re.findall(r"\S+(?: (?!-)\S+)?", shlex.join(argv)))
+
+
 def generated() -> str:
     out = [BEGIN]
     with tempfile.TemporaryDirectory() as tmp:
@@ -36,10 +40,12 @@ def generated() -> str:
             for n in (1, 4):
                 settings = Settings.from_env({"MODEL_PATH": folder})
                 machine = Machine(tuple(Gpu(i, "NVIDIA H100 80GB HBM3", H100) for i in range(n)), "nvidia-smi", None)
-                plan = make_plan(settings, info, machine)
+                # the image's SGLang loads its plugin (edits beside an AR server) and takes --srt-encoder-url
+                plan = make_plan(settings, info, machine, plugin_edits=True, srt_encoder=True)
                 # the default: behind the gateway (a loopback port), whose test generation replaces SGLang's warm-up
                 listen = ("127.0.0.1", 31000)
-                argv = sglang_args.build(settings, info, plan, 5555, 30005, None, listen, own_warmup=False).argv
+                ar_url = "http://127.0.0.1:32000" if plan.glm_ar == "srt" else None
+                argv = sglang_args.build(settings, info, plan, 5555, 30005, None, listen, False, ar_url).argv
                 out += [
                     f"### {info.display_name}, {n} x H100 80GB",
                     "",
@@ -47,11 +53,12 @@ def generated() -> str:
                     f"Ulysses {plan.ulysses} x Ring {plan.ring}; estimated peak "
                     f"{plan.gpu_need_bytes / models.GiB:.1f} GiB per GPU, {plan.host_need_bytes / models.GiB:.1f} GiB host.",
                     "",
-                    "```",
-                    " \\\n    ".join(re.findall(r"\S+(?: (?!-)\S+)?", shlex.join(argv))),
-                    "```",
-                    "",
                 ]
+                if ar_url is not None:
+                    ar = sglang_args.build_ar(settings, info, plan, 32000)
+                    out += ["AR server (`GLM_AR=auto` chose srt), started first:", "", "```", _wrap(ar), "```", ""]
+                    out += ["Then the diffusion server:", ""]
+                out += ["```", _wrap(argv), "```", ""]
     out.append(END)
     return "\n".join(out)
 

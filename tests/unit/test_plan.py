@@ -191,7 +191,46 @@ def test_local_edits_keep_the_ar_model_in_the_estimate(library):
     model = library["glm-image"]
     weights = next(c for c in model.components if c.name == "vision_language_encoder").params * 2
     without = make_plan(settings(glm_ar="srt"), model, machine(mem=H200))
-    local = make_plan(settings(glm_ar="srt"), model, machine(mem=H200), local_edits=True)
+    local = make_plan(settings(glm_ar="srt"), model, machine(mem=H200), plugin_edits=True)
     assert local.gpu_need_bytes == without.gpu_need_bytes + weights
     assert any(n.startswith("edits: in-process") for n in local.notes)
     assert any(n.startswith("edits: off") for n in without.notes)
+
+
+@pytest.mark.parametrize("mem", [H200, H100])
+def test_glm_ar_auto_runs_an_ar_server_where_both_fit(library, mem):
+    """GLM_AR=auto on an 80 or 141 GB GPU, where this SGLang serves edits beside an AR server: srt, edits
+    in-process, and the estimate holds the AR model twice plus the server's share."""
+    model = library["glm-image"]
+    plan = make_plan(settings(), model, machine(mem=mem), plugin_edits=True)
+    assert (plan.glm_ar, plan.edits_in_process) == ("srt", True)
+    share = int(plan.ar_mem_fraction * mem)
+    in_process = make_plan(settings(glm_ar="in-process"), model, machine(mem=mem), plugin_edits=True)
+    assert plan.gpu_need_bytes == in_process.gpu_need_bytes + share <= mem
+    assert plan.host_need_bytes > in_process.host_need_bytes  # the AR server's own processes
+    assert any(n.startswith("GLM_AR: srt (auto") for n in plan.notes)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "plugin_edits", "srt_encoder", "why"),
+    [
+        ((), True, True, "no GPU"),
+        ((Gpu(0, "GPU", H200),), False, True, "could not serve edits"),
+        ((Gpu(0, "GPU", H200),), True, False, "this SGLang has no --srt-encoder-url"),
+        ((Gpu(0, "GPU", H200),), True, None, "flags could not be read"),
+        ((Gpu(0, "GPU", L40S),), True, True, "an AR server would need"),
+    ],
+)
+def test_glm_ar_auto_stays_in_process_and_says_why(library, gpus, plugin_edits, srt_encoder, why):
+    """GLM_AR=auto keeps the AR stage in-process without a GPU, where edits would be lost, where this SGLang
+    cannot use an AR server, or where both processes do not fit; a note says which."""
+    s = settings(require_gpu="false") if not gpus else settings()
+    plan = make_plan(s, library["glm-image"], Machine(gpus, "nvidia-smi", None), plugin_edits, srt_encoder)
+    assert (plan.glm_ar, plan.ar_mem_fraction, plan.edits_in_process) == ("in-process", None, False)
+    assert any(n.startswith("GLM-Image AR stage: in-process (auto: ") and why in n for n in plan.notes)
+
+
+def test_glm_ar_auto_is_silent_for_wan(library):
+    """GLM_AR=auto on a Wan model: in-process (nothing to run), no AR note and no error."""
+    plan = make_plan(settings(), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin_edits=True)
+    assert plan.glm_ar == "in-process" and not any("AR" in n for n in plan.notes)

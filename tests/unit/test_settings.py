@@ -43,7 +43,7 @@ def test_empty_variable_means_default():
         ({"NUM_GPUS": "0"}, r"NUM_GPUS=0 is out of range"),
         ({"SGLANG_EXTRA_ARGS": "--foo 'bar"}, r"SGLANG_EXTRA_ARGS cannot be split"),
         ({"SCHEDULER_PORT": "30000"}, r"SCHEDULER_PORT=30000 equals PORT"),
-        ({"GLM_AR": "remote"}, r"GLM_AR='remote' is not one of: in-process, srt, or the http\(s\) URL"),
+        ({"GLM_AR": "remote"}, r"GLM_AR='remote' is not one of: auto, in-process, srt, or the http\(s\) URL"),
         ({"GLM_AR": "http://ar:30000/generate"}, r"scheme, host and port"),
     ],
 )

@@ -379,9 +379,12 @@ class Scenario:
         log(f"{self.label}: started {' '.join(argv[:3])} pid {self.proc.pid}")
 
     def pump(self) -> None:
-        """The server's output into the log, each line prefixed with its arrival (seconds since start)."""
+        """The server's output into the log, each line prefixed with its arrival (seconds since start) and cut
+        at 4000 characters (a random tokenizer's warnings list 160k ids a line: 21 MB of log, over $OUT's limit)."""
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            if len(line) > 4000:
+                line = f"{line[:4000]} [... {len(line) - 4000} characters cut]\n"
             self.logf.write(f"+{time.monotonic() - self.t0:7.1f} {line}")
             self.logf.flush()
 
