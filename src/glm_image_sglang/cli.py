@@ -56,9 +56,9 @@ def prepare(settings: Settings) -> Prepared:
     machine = preflight.probe_machine()
     flags = preflight.probe_sglang_flags()
     # with an AR server (GLM_AR), edits stay in-process where SGLang loads the image's plugin (not turned off)
-    plugin_edits = sglang_plugin.enabled(os.environ) and preflight.sglang_loads_plugins()
+    plugin = sglang_plugin.enabled(os.environ) and preflight.sglang_loads_plugins()
     srt_encoder = None if flags is None else "--srt-encoder-url" in flags
-    plan = make_plan(settings, model, machine, plugin_edits, srt_encoder)
+    plan = make_plan(settings, model, machine, plugin, srt_encoder)
     preflight.check_toolchain(settings.require_gpu)
     preflight.check_attention_backend(settings.attention_backend)
     preflight.check_resources(settings, plan, machine, model.display_name)
@@ -101,6 +101,8 @@ def prepare(settings: Settings) -> Prepared:
     env = sglang_args.child_env(settings, dict(os.environ))
     if plan.edits_in_process:
         env["GLM_IMAGE_AR_EDITS"] = "in-process"
+    if plan.offload == "expert-swap":
+        env["GLM_IMAGE_EXPERT_SWAP"] = "on"
     gateway_argv = None
     if listen is not None:
         gateway_argv = [

@@ -45,7 +45,7 @@ class Plan:
     cfg_parallel: bool
     ulysses: int
     ring: int
-    offload: str  # none | text-encoder | dit-layerwise | dit
+    offload: str  # none | text-encoder | expert-swap | dit-layerwise | dit
     gpu_need_bytes: int  # estimated peak per GPU
     host_need_bytes: int  # estimated peak host RSS while loading and serving
     notes: tuple[str, ...] = field(default=())  # each derived default, printed at start
@@ -108,6 +108,11 @@ def estimate(model: ModelInfo, offload: str) -> tuple[int, int]:
         on_host = [n for n in gpu_parts if n.startswith("text_encoder") or n.startswith("transformer")]
         host_factor = DIT_OFFLOAD_HOST_FACTOR
     kind = model.variant.output if model.variant else "video"
+    if offload == "expert-swap":
+        # SGLang loads both experts to the GPU, then one is parked in an exactly sized host buffer
+        expert = max((gpu_bytes(model, n) for n in model.dit_names), default=0)
+        weights = sum(gpu_bytes(model, n) for n in gpu_parts)
+        return max(weights, weights - expert + ACTIVATION_HEADROOM[kind]), HOST_BASE + expert
     gpu = sum(gpu_bytes(model, n) for n in gpu_parts if n not in on_host) + ACTIVATION_HEADROOM[kind]
     if offload in ("dit-layerwise", "dit"):
         # the layers in flight and the largest non-DiT component stay on the GPU
@@ -163,10 +168,10 @@ def make_plan(
     settings: Settings,
     model: ModelInfo,
     machine: Machine,
-    plugin_edits: bool = False,
+    plugin: bool = False,
     srt_encoder: bool | None = True,
 ) -> Plan:
-    """What the installed SGLang offers GLM_AR: plugin_edits, the image's plugin runs edits in the diffusion
+    """What the installed SGLang offers GLM_AR: plugin, the image's plugin runs edits in the diffusion
     server beside an AR server (SGLang loads plugins), which then also holds the AR model; srt_encoder, the
     diffusion server takes --srt-encoder-url (None: its flags could not be read). GLM_AR=auto picks srt
     only where both hold and it fits."""
@@ -177,10 +182,12 @@ def make_plan(
                 "docker run --gpus all ... (NVIDIA Container Toolkit), or on Kubernetes/OpenShift request "
                 "nvidia.com/gpu: 1 in the pod's resources."
             )
-        gpu, host = estimate(model, "none")
+        offload = "expert-swap" if settings.offload == "expert-swap" else "none"  # the swap runs on the CPU too
+        _check_offload(offload, model, plugin)
+        gpu, host = estimate(model, offload)
         notes = ["no GPU: SGLang's CPU platform (REQUIRE_GPU=false)"]
-        ar = _ar_stage(settings, model, None, 0, plugin_edits, srt_encoder, notes)
-        return Plan(0, False, 1, 1, "none", 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process)
+        ar = _ar_stage(settings, model, None, 0, plugin, srt_encoder, notes)
+        return Plan(0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process)
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
     if n > len(machine.gpus):
@@ -215,12 +222,28 @@ def make_plan(
         )
     else:
         offload = settings.offload
+        _check_offload(offload, model, plugin)
         gpu, host = estimate(model, offload)
-    ar = _ar_stage(settings, model, per_gpu, gpu, plugin_edits, srt_encoder, notes)
+    ar = _ar_stage(settings, model, per_gpu, gpu, plugin, srt_encoder, notes)
     return Plan(
         n, cfg, ulysses, ring, offload, gpu + ar.gpu, host + ar.host, tuple(notes), ar.fraction, ar.mode,
         ar.edits_in_process,
     )  # fmt: skip
+
+
+def _check_offload(offload: str, model: ModelInfo, plugin: bool) -> None:
+    if offload != "expert-swap":
+        return
+    if len(model.dit_names) != 2:
+        raise ConfigError(
+            f"OFFLOAD=expert-swap applies to Wan2.2-A14B (two DiT experts); {model.display_name} has "
+            f"{len(model.dit_names)}. Use OFFLOAD=auto."
+        )
+    if not plugin:
+        raise ConfigError(
+            "OFFLOAD=expert-swap needs the image's SGLang plugin, and this SGLang loads none (or "
+            "GLM_IMAGE_SGLANG_PLUGIN=off). Use OFFLOAD=auto."
+        )
 
 
 @dataclass(frozen=True)
@@ -237,7 +260,7 @@ def _ar_stage(
     model: ModelInfo,
     per_gpu: int | None,
     diffusion_gpu: int,
-    plugin_edits: bool,
+    plugin: bool,
     srt_encoder: bool | None,
     notes: list[str],
 ) -> _ArStage:
@@ -247,7 +270,7 @@ def _ar_stage(
     is_glm = bool(model.variant and model.variant.key == "glm-image")
     mode = settings.glm_ar
     if mode == "auto":
-        mode = _auto_ar(model, per_gpu, diffusion_gpu, plugin_edits, srt_encoder, notes) if is_glm else "in-process"
+        mode = _auto_ar(model, per_gpu, diffusion_gpu, plugin, srt_encoder, notes) if is_glm else "in-process"
     if mode == "in-process":
         return _ArStage()
     if not is_glm:
@@ -255,12 +278,12 @@ def _ar_stage(
             f"GLM_AR={mode} applies to GLM-Image only; {model.display_name} has no AR stage. Unset GLM_AR."
         )
     weights = gpu_bytes(model, AR_COMPONENT)
-    stage = _ArStage(mode, None, 0 if plugin_edits else -weights, 0, plugin_edits)
+    stage = _ArStage(mode, None, 0 if plugin else -weights, 0, plugin)
     if settings.glm_ar_url is not None:
         notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar_url} (not started here)")
     elif per_gpu is None:
         notes.append("GLM-Image AR stage: srt on the CPU (KV cache for 8192 tokens)")
-        stage = _ArStage(mode, None, stage.gpu, AR_SRT_HOST, plugin_edits)
+        stage = _ArStage(mode, None, stage.gpu, AR_SRT_HOST, plugin)
     else:
         fraction = _ar_fraction(model, per_gpu)
         share = int(fraction * per_gpu)
@@ -268,10 +291,10 @@ def _ar_stage(
             f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
             f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
         )
-        stage = _ArStage(mode, fraction, stage.gpu + share, AR_SRT_HOST, plugin_edits)
+        stage = _ArStage(mode, fraction, stage.gpu + share, AR_SRT_HOST, plugin)
     notes.append(
         "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
-        if plugin_edits
+        if plugin
         else "edits: off (this SGLang loads no plugin, and has no edit path through an AR server)"
     )
     return stage
@@ -286,7 +309,7 @@ def _auto_ar(
     model: ModelInfo,
     per_gpu: int | None,
     diffusion_gpu: int,
-    plugin_edits: bool,
+    plugin: bool,
     srt_encoder: bool | None,
     notes: list[str],
 ) -> str:
@@ -299,7 +322,7 @@ def _auto_ar(
         why = "SGLang's flags could not be read to see whether it takes --srt-encoder-url"
     elif not srt_encoder:
         why = "this SGLang has no --srt-encoder-url"
-    elif not plugin_edits:
+    elif not plugin:
         why = "beside an AR server this SGLang could not serve edits: it loads no plugin; GLM_AR=srt trades them"
     else:
         need = diffusion_gpu + int(_ar_fraction(model, per_gpu) * per_gpu)

@@ -22,7 +22,7 @@ FALSE = {"0", "false", "no", "off"}
 
 VARIANT_CHOICES = ("auto", *VARIANTS, "other")
 CFG_CHOICES = ("auto", "on", "off")
-OFFLOAD_CHOICES = ("auto", "none", "text-encoder", "dit-layerwise", "dit")
+OFFLOAD_CHOICES = ("auto", "none", "text-encoder", "expert-swap", "dit-layerwise", "dit")
 PREFLIGHT_CHOICES = ("enforce", "warn")
 ATTENTION_CHOICES = ("auto", "fa3", "fa2", "sdpa")
 GLM_AR_CHOICES = ("auto", "in-process", "srt")
@@ -74,9 +74,10 @@ FIELDS: tuple[Field, ...] = (
         "OFFLOAD",
         "offload",
         "auto",
-        "auto, none, text-encoder, dit-layerwise or dit: which weights live in host RAM between uses. "
-        "auto keeps everything on the GPU when it fits (least host RAM), else offloads the text "
-        "encoder, then the DiT layer by layer.",
+        "auto, none, text-encoder, expert-swap, dit-layerwise or dit: which weights live in host RAM between "
+        "uses. auto keeps everything on the GPU when it fits (least host RAM), else offloads the text "
+        "encoder, then the DiT layer by layer. expert-swap (Wan2.2-A14B, the image's SGLang plugin; opt-in "
+        "until measured on a GPU): one expert on the GPU, the other in host RAM, swapped when a step needs it.",
     ),
     Field(
         "ATTENTION_BACKEND",

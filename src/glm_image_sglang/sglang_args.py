@@ -24,6 +24,7 @@ OPTIONAL_FLAGS = ("--http-graceful-shutdown-timeout", "--served-model-name", "--
 OFFLOAD_SWITCHES: dict[str, dict[str, bool]] = {
     "none": {},
     "text-encoder": {"--text-encoder-cpu-offload": True},
+    "expert-swap": {},  # loaded resident; the plugin parks one expert in host RAM (GLM_IMAGE_EXPERT_SWAP=on)
     "dit-layerwise": {"--text-encoder-cpu-offload": True, "--dit-layerwise-offload": True},
     "dit": {"--text-encoder-cpu-offload": True, "--dit-cpu-offload": True},
 }

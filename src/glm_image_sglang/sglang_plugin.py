@@ -1,7 +1,7 @@
 """SGLang plugin shipped in the image (entry point `sglang.multimodal_gen.plugins`; SGLang calls
-register() in every worker before it builds the pipeline). Two patches, each applied only where the
-installed SGLang has what it patches: GLM-Image edits with transformers 5.19 (below), and edits in-process
-beside an AR server (patch_glm_image_local_edits).
+register() in every worker before it builds the pipeline). Patches, each applied only where the installed
+SGLang has what it patches: GLM-Image edits with transformers 5.19 (below), edits in-process beside an AR
+server (patch_glm_image_local_edits), and A14B's expert swap (expert_swap.py, OFFLOAD=expert-swap).
 
 GLM-Image edits: SGLang turns the vision encoder's image features into one tensor with
 `torch.cat(features, dim=0)` (pooled_image_features_to_tensor) and hands it to the AR model's
@@ -113,6 +113,16 @@ def register() -> None:
     if patch_glm_image_edit():
         # SGLang's logging setup does not show other packages' loggers; this line must reach the pod log.
         print("glm-image-sglang plugin: GLM-Image edits keep per-image vision features", file=sys.stderr, flush=True)
+    if os.environ.get("GLM_IMAGE_EXPERT_SWAP") == "on":
+        from .expert_swap import patch_denoising_stage
+
+        if patch_denoising_stage():
+            print("glm-image-sglang plugin: Wan2.2-A14B keeps one expert on the GPU and swaps (OFFLOAD=expert-swap)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        else:
+            print("glm-image-sglang plugin: WARNING: OFFLOAD=expert-swap asked, but this SGLang has no "
+                  "DenoisingStage._select_and_manage_model to patch: both experts stay on the GPU",
+                  file=sys.stderr, flush=True)  # fmt: skip
     if os.environ.get("GLM_IMAGE_AR_EDITS") == "in-process" and patch_glm_image_local_edits():
         print("glm-image-sglang plugin: GLM-Image edits run in-process (text-to-image on the AR server)",
               file=sys.stderr, flush=True)  # fmt: skip

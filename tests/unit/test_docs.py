@@ -41,7 +41,7 @@ def generated() -> str:
                 settings = Settings.from_env({"MODEL_PATH": folder})
                 machine = Machine(tuple(Gpu(i, "NVIDIA H100 80GB HBM3", H100) for i in range(n)), "nvidia-smi", None)
                 # the image's SGLang loads its plugin (edits beside an AR server) and takes --srt-encoder-url
-                plan = make_plan(settings, info, machine, plugin_edits=True, srt_encoder=True)
+                plan = make_plan(settings, info, machine, plugin=True, srt_encoder=True)
                 # the default: behind the gateway (a loopback port), whose test generation replaces SGLang's warm-up
                 listen = ("127.0.0.1", 31000)
                 ar_url = "http://127.0.0.1:32000" if plan.glm_ar == "srt" else None

@@ -191,7 +191,7 @@ def test_local_edits_keep_the_ar_model_in_the_estimate(library):
     model = library["glm-image"]
     weights = next(c for c in model.components if c.name == "vision_language_encoder").params * 2
     without = make_plan(settings(glm_ar="srt"), model, machine(mem=H200))
-    local = make_plan(settings(glm_ar="srt"), model, machine(mem=H200), plugin_edits=True)
+    local = make_plan(settings(glm_ar="srt"), model, machine(mem=H200), plugin=True)
     assert local.gpu_need_bytes == without.gpu_need_bytes + weights
     assert any(n.startswith("edits: in-process") for n in local.notes)
     assert any(n.startswith("edits: off") for n in without.notes)
@@ -202,17 +202,17 @@ def test_glm_ar_auto_runs_an_ar_server_where_both_fit(library, mem):
     """GLM_AR=auto on an 80 or 141 GB GPU, where this SGLang serves edits beside an AR server: srt, edits
     in-process, and the estimate holds the AR model twice plus the server's share."""
     model = library["glm-image"]
-    plan = make_plan(settings(), model, machine(mem=mem), plugin_edits=True)
+    plan = make_plan(settings(), model, machine(mem=mem), plugin=True)
     assert (plan.glm_ar, plan.edits_in_process) == ("srt", True)
     share = int(plan.ar_mem_fraction * mem)
-    in_process = make_plan(settings(glm_ar="in-process"), model, machine(mem=mem), plugin_edits=True)
+    in_process = make_plan(settings(glm_ar="in-process"), model, machine(mem=mem), plugin=True)
     assert plan.gpu_need_bytes == in_process.gpu_need_bytes + share <= mem
     assert plan.host_need_bytes > in_process.host_need_bytes  # the AR server's own processes
     assert any(n.startswith("GLM_AR: srt (auto") for n in plan.notes)
 
 
 @pytest.mark.parametrize(
-    ("gpus", "plugin_edits", "srt_encoder", "why"),
+    ("gpus", "plugin", "srt_encoder", "why"),
     [
         ((), True, True, "no GPU"),
         ((Gpu(0, "GPU", H200),), False, True, "could not serve edits"),
@@ -221,16 +221,54 @@ def test_glm_ar_auto_runs_an_ar_server_where_both_fit(library, mem):
         ((Gpu(0, "GPU", L40S),), True, True, "an AR server would need"),
     ],
 )
-def test_glm_ar_auto_stays_in_process_and_says_why(library, gpus, plugin_edits, srt_encoder, why):
+def test_glm_ar_auto_stays_in_process_and_says_why(library, gpus, plugin, srt_encoder, why):
     """GLM_AR=auto keeps the AR stage in-process without a GPU, where edits would be lost, where this SGLang
     cannot use an AR server, or where both processes do not fit; a note says which."""
     s = settings(require_gpu="false") if not gpus else settings()
-    plan = make_plan(s, library["glm-image"], Machine(gpus, "nvidia-smi", None), plugin_edits, srt_encoder)
+    plan = make_plan(s, library["glm-image"], Machine(gpus, "nvidia-smi", None), plugin, srt_encoder)
     assert (plan.glm_ar, plan.ar_mem_fraction, plan.edits_in_process) == ("in-process", None, False)
     assert any(n.startswith("GLM-Image AR stage: in-process (auto: ") and why in n for n in plan.notes)
 
 
 def test_glm_ar_auto_is_silent_for_wan(library):
     """GLM_AR=auto on a Wan model: in-process (nothing to run), no AR note and no error."""
-    plan = make_plan(settings(), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin_edits=True)
+    plan = make_plan(settings(), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin=True)
     assert plan.glm_ar == "in-process" and not any("AR" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize("key", ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b"])
+def test_expert_swap_holds_one_expert_on_each_side(library, key):
+    """OFFLOAD=expert-swap: the GPU holds every weight at load and one expert fewer (plus the activations)
+    when serving, whichever is more; host RAM holds one expert beside the base, inside a 64Gi pod."""
+    model = library[key]
+    plan = make_plan(settings(offload="expert-swap"), model, machine(mem=H100), plugin=True)
+    weights, _ = estimate(model, "none")
+    expert = max(c.params for c in model.components if c.name.startswith("transformer")) * 2
+    assert plan.offload == "expert-swap"
+    assert plan.gpu_need_bytes == max(weights - 28 * GiB, weights - expert)  # none's estimate has the headroom
+    assert plan.gpu_need_bytes <= H100
+    assert plan.host_need_bytes == 8 * GiB + expert < 48 * 10**9
+
+
+@pytest.mark.parametrize(
+    ("key", "plugin", "message"),
+    [
+        ("wan2.2-ti2v-5b", True, r"applies to Wan2.2-A14B \(two DiT experts\)"),
+        ("glm-image", True, r"applies to Wan2.2-A14B \(two DiT experts\)"),
+        ("wan2.2-t2v-a14b", False, "needs the image's SGLang plugin"),
+    ],
+)
+def test_expert_swap_refused_where_it_cannot_run(library, key, plugin, message):
+    """OFFLOAD=expert-swap on a one-DiT model, or where SGLang loads no plugin, should stop with the reason."""
+    with pytest.raises(ConfigError, match=message):
+        make_plan(settings(offload="expert-swap"), library[key], machine(mem=H100), plugin=plugin)
+
+
+def test_expert_swap_kept_without_gpu(library):
+    """Without a GPU (the CPU tier) OFFLOAD=expert-swap is kept (the swap runs there too), other modes are not."""
+    cpu = Machine((), "none", None)
+    model = library["wan2.2-t2v-a14b"]
+    assert make_plan(settings(offload="expert-swap", require_gpu="false"), model, cpu, plugin=True).offload == (
+        "expert-swap"
+    )
+    assert make_plan(settings(offload="dit", require_gpu="false"), model, cpu, plugin=True).offload == "none"
