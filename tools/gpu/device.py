@@ -56,6 +56,9 @@ T_START = time.monotonic()
 # (the launcher plans for the free memory of a shared GPU); --env: settings for our launcher
 EMULATE_MIB: int | None = None
 OURS_ENV: dict[str, str] = {}
+# --plugin: SGLang 0.5.16 loads no plugins; tools/gpu/plugin_hook makes our SGLang children apply the image's
+# plugin as 0.5.23 and main do (e.g. --plugin --env OFFLOAD=none --env PREFLIGHT=warn --env GLM_IMAGE_EXPERT_SWAP=on)
+PLUGIN_HOOK = False
 
 
 def log(msg: str) -> None:
@@ -359,6 +362,9 @@ class Scenario:
                        HF_HOME="/tmp/hf", GRACEFUL_SHUTDOWN_TIMEOUT="150", STARTUP_TIMEOUT="900")  # fmt: skip
             env.update(OURS_ENV)
             self.result["settings"] = OURS_ENV
+            if PLUGIN_HOOK:
+                env["PYTHONPATH"] = f"{REPO / 'tools/gpu/plugin_hook'}:{env['PYTHONPATH']}"
+                self.result["plugin_hook"] = True
         self.ballast = Ballast(EMULATE_MIB) if EMULATE_MIB else None
         if self.ballast:
             self.result["emulated_gpu_mib"] = EMULATE_MIB
@@ -894,6 +900,7 @@ def main() -> int:
     for p in (sc, st):
         p.add_argument("--emulate-mib", type=int, help="leave only this much GPU memory free (81559: an H100 80GB)")
         p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for our launcher")
+        p.add_argument("--plugin", action="store_true", help="our SGLang children apply the image's plugin (0.5.16)")
     sub.add_parser("matmul")
     fb = sub.add_parser("fa2-build", help="compile the carried flash-attn sdist in the background")
     fb.add_argument("--archs", default="90")
@@ -905,6 +912,8 @@ def main() -> int:
     global EMULATE_MIB
     EMULATE_MIB = getattr(args, "emulate_mib", None)
     OURS_ENV.update(item.split("=", 1) for item in getattr(args, "env", []))
+    global PLUGIN_HOOK
+    PLUGIN_HOOK = getattr(args, "plugin", False)
     if args.cmd == "stage":
         stage()
     elif args.cmd == "build":
