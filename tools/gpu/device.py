@@ -57,7 +57,7 @@ T_START = time.monotonic()
 EMULATE_MIB: int | None = None
 OURS_ENV: dict[str, str] = {}
 # --plugin: SGLang 0.5.16 loads no plugins; tools/gpu/plugin_hook makes our SGLang children apply the image's
-# plugin as 0.5.23 and main do (e.g. --plugin --env OFFLOAD=none --env PREFLIGHT=warn --env GLM_IMAGE_EXPERT_SWAP=on)
+# plugin as 0.5.23 and main do, and tells our launcher so (e.g. --plugin --env OFFLOAD=expert-swap)
 PLUGIN_HOOK = False
 
 
