@@ -171,10 +171,10 @@ def make_plan(
     plugin: bool = False,
     srt_encoder: bool | None = True,
 ) -> Plan:
-    """What the installed SGLang offers GLM_AR: plugin, the image's plugin runs edits in the diffusion
-    server beside an AR server (SGLang loads plugins), which then also holds the AR model; srt_encoder, the
-    diffusion server takes --srt-encoder-url (None: its flags could not be read). GLM_AR=auto picks srt
-    only where both hold and it fits."""
+    """What the installed SGLang offers: plugin, it loads the image's plugin, which runs GLM-Image edits in
+    the diffusion server beside an AR server (that server then also holds the AR model) and does
+    OFFLOAD=expert-swap; srt_encoder, the diffusion server takes --srt-encoder-url (None: its flags could
+    not be read). GLM_AR=auto picks srt only where both hold and it fits."""
     if not machine.gpus:
         if settings.require_gpu:
             raise ResourceError(
