@@ -8,6 +8,7 @@ processes (SGLang and the gateway). Nothing is started before everything has bee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -193,9 +194,9 @@ def cmd_serve(settings: Settings) -> int:
     if ":" in host:
         host = f"[{host}]"
     after = f"{prepared.ar_url}/health" if prepared.ar_url else None
-    children = [Child("SGLang", prepared.launch.argv, prepared.env, start_after=after)]
-    if prepared.ar_argv:
-        children.insert(0, Child("AR server", prepared.ar_argv, prepared.env))
+    sglang = Child("SGLang", prepared.launch.argv, prepared.env, start_after=after)
+    ar = Child("AR server", prepared.ar_argv, prepared.env) if prepared.ar_argv else None
+    children = [sglang] if ar is None else [ar, sglang]
     if prepared.gateway_argv:
         children.append(Child("gateway", prepared.gateway_argv, dict(os.environ), drains=True))
     supervisor = Supervisor(
@@ -204,7 +205,16 @@ def cmd_serve(settings: Settings) -> int:
         grace_seconds=settings.graceful_shutdown_timeout,
         startup_timeout=settings.startup_timeout,
     )
-    return supervisor.run()
+    code = supervisor.run()
+    if settings.glm_ar == "auto" and ar is not None and supervisor.died is ar and sglang.proc is None:
+        # auto chose the AR server and it never came up: serve as GLM_AR=in-process would, rather than not at all
+        preflight.warn(
+            f"GLM_AR=auto: the AR server exited with code {ar.exit_code()} before it was ready (its last lines "
+            "are above); starting again with the AR stage in-process. Set GLM_AR=srt to make this an error, "
+            "or GLM_AR=in-process to skip the attempt."
+        )
+        return cmd_serve(dataclasses.replace(settings, glm_ar="in-process"))
+    return code
 
 
 def cmd_check(settings: Settings) -> int:

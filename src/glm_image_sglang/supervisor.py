@@ -161,6 +161,7 @@ class Supervisor:
         self.stop_requested_at: float | None = None
         self.timed_out = False
         self.phases = StartupPhases()
+        self.died: Child | None = None  # the child whose own exit ended the run (no stop was asked for)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested_at is None:
@@ -274,6 +275,7 @@ class Supervisor:
         first = next(c for c in self.children if c.proc is not None and not c.running)
         if self.stop_requested_at is None:
             # one child died on its own: take the others down too
+            self.died = first
             self.stop_requested_at = time.monotonic()
             for child in self.children:
                 child.terminate()

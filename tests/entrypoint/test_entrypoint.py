@@ -404,6 +404,78 @@ def test_glm_ar_auto_says_where_the_ar_stage_runs(env, tmp_path):
     assert "--edits-off" not in proc.stdout.split("gateway: ")[1]
 
 
+def sglang_dist(root):
+    """A stand-in SGLang distribution on PYTHONPATH, for what pre-flight reads from SGLang's source without
+    importing it: the diffusion server's flags (with --srt-encoder-url) and plugin loading (as 0.5.23)."""
+    flags = ("--srt-encoder-url", "--http-graceful-shutdown-timeout", "--enable-metrics", "--warmup-mode")
+    files = {
+        "sglang/multimodal_gen/runtime/server_args/server_args.py": " ".join(f'"{flag}"' for flag in flags),
+        "sglang/multimodal_gen/runtime/platforms/plugins.py": 'GENERAL_PLUGINS_GROUP = "sglang.multimodal_gen.plugins"',
+    }
+    info = root / "sglang-0.5.99.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: sglang\nVersion: 0.5.99\n")
+    (info / "RECORD").write_text("".join(f"{name},,\n" for name in files))
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return {"PYTHONPATH": str(root)}
+
+
+def test_glm_ar_auto_picks_the_ar_server_where_sglang_allows(env, tmp_path):
+    """GLM_AR=auto with a GPU and an SGLang that takes --srt-encoder-url and loads plugins: `check` should
+    plan the AR server, with edits in-process (no --edits-off for the gateway)."""
+    env = env | sglang_dist(tmp_path / "site") | {"MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image"))}
+    proc = run(env, "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "GLM_AR: srt (auto" in proc.stdout and "AR server (started first" in proc.stdout
+    assert "--srt-encoder-url" in proc.stdout.split("command: ")[1].splitlines()[0]
+    assert "--edits-off" not in proc.stdout.split("gateway: ")[1]
+
+
+def test_glm_ar_auto_falls_back_when_the_ar_server_fails(env, tmp_path):
+    """GLM_AR=auto: if the AR server it chose exits before it is ready, the launcher should say so and serve
+    with the AR stage in-process (ready, SGLang without --srt-encoder-url), not stop the container."""
+    env = (
+        env
+        | sglang_dist(tmp_path / "site")
+        | {
+            "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+            "FAKE_SGLANG_MODE": "serve",
+            "FAKE_SGLANG_AR_MODE": "exit:1",
+            "READY_PROBE": "health",
+        }
+    )
+    proc = start(env)
+    out = Lines(proc.stdout)
+    try:
+        assert wait_for(lambda: out.has("[launcher] ready: "), timeout=300), out.text[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        out.thread.join(timeout=10)
+    finally:
+        proc.kill()
+    assert "GLM_AR=auto: the AR server exited with code 1 before it was ready" in proc.stderr.read()
+    assert "--srt-encoder-url" not in recorded(env)["argv"]
+    assert proc.returncode == 0, out.text[-3000:]
+
+
+def test_glm_ar_srt_stops_when_the_ar_server_fails(env, tmp_path):
+    """GLM_AR=srt (asked for, not auto): an AR server that exits before it is ready should stop the container
+    with its last lines, and SGLang should never start."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "GLM_AR": "srt",
+        "FAKE_SGLANG_MODE": "serve",
+        "FAKE_SGLANG_AR_MODE": "exit:1",
+    }
+    proc = run(env, "serve", timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "AR server exited with code 1 before it was ready" in proc.stderr
+    assert "something went wrong in the worker" in proc.stderr
+    assert "--enable-multimodal" in recorded(env)["argv"]  # the diffusion server never started
+
+
 def test_glm_ar_url_waits_for_that_server(env, tmp_path):
     """GLM_AR=<url>: `check` should name the server it will wait for, start no AR server of its own, and
     point the diffusion server at it."""
