@@ -145,6 +145,7 @@ def select_with_swap(original: Any) -> Any:
 
 
 def patch_denoising_stage() -> bool:
+    """True once DenoisingStage picks experts through the swap (also when an earlier call patched it)."""
     import importlib
 
     try:
@@ -152,7 +153,8 @@ def patch_denoising_stage() -> bool:
     except Exception:  # the module moved: nothing to patch
         return False
     original = getattr(stage, "_select_and_manage_model", None)
-    if original is None or hasattr(original, "__wrapped__"):
+    if original is None:
         return False
-    stage._select_and_manage_model = select_with_swap(original)
+    if not hasattr(original, "__wrapped__"):
+        stage._select_and_manage_model = select_with_swap(original)
     return True
