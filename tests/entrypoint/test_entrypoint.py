@@ -368,6 +368,20 @@ def test_glm_ar_srt_check_prints_both_commands(env, tmp_path):
     assert "GLM-Image AR stage: srt" in proc.stdout
 
 
+def serve_until_ready_then_stop(env):
+    """Start the launcher, wait for its ready line, SIGTERM it and wait for its exit: (process, its output)."""
+    proc = start(env)
+    out = Lines(proc.stdout)
+    try:
+        assert wait_for(lambda: out.has("[launcher] ready: "), timeout=300), out.text[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        out.thread.join(timeout=10)
+    finally:
+        proc.kill()
+    return proc, out
+
+
 def test_glm_ar_srt_serves_once_both_are_up(env, tmp_path):
     """GLM_AR=srt: SGLang should start only once the AR server answers /health, the container should
     become ready, and SIGTERM should stop both (exit 0)."""
@@ -378,15 +392,7 @@ def test_glm_ar_srt_serves_once_both_are_up(env, tmp_path):
         "FAKE_SGLANG_LOAD_S": "2",
         "READY_PROBE": "health",
     }
-    proc = start(env)
-    out = Lines(proc.stdout)
-    try:
-        assert wait_for(lambda: out.has("[launcher] ready: "), timeout=300), out.text[-3000:]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        out.thread.join(timeout=10)
-    finally:
-        proc.kill()
+    proc, out = serve_until_ready_then_stop(env)
     text = out.text
     assert text.index("/health answered 200 after") < text.index("[launcher] ready: "), text[-3000:]
     assert "--srt-encoder-url" in recorded(env)["argv"]  # the diffusion server, started second, wrote last
@@ -446,15 +452,7 @@ def test_glm_ar_auto_falls_back_when_the_ar_server_fails(env, tmp_path):
             "READY_PROBE": "health",
         }
     )
-    proc = start(env)
-    out = Lines(proc.stdout)
-    try:
-        assert wait_for(lambda: out.has("[launcher] ready: "), timeout=300), out.text[-3000:]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-        out.thread.join(timeout=10)
-    finally:
-        proc.kill()
+    proc, out = serve_until_ready_then_stop(env)
     assert "GLM_AR=auto: the AR server exited with code 1 before it was ready" in proc.stderr.read()
     assert "--srt-encoder-url" not in recorded(env)["argv"]
     assert proc.returncode == 0, out.text[-3000:]
