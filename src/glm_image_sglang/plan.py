@@ -278,31 +278,32 @@ def _ar_stage(
             f"GLM_AR={mode} applies to GLM-Image only; {model.display_name} has no AR stage. Unset GLM_AR."
         )
     weights = gpu_bytes(model, AR_COMPONENT)
-    stage = _ArStage(mode, None, 0 if plugin else -weights, 0, plugin)
+    fraction, gpu, host = None, (0 if plugin else -weights), 0
     if settings.glm_ar_url is not None:
         notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar_url} (not started here)")
     elif per_gpu is None:
         notes.append("GLM-Image AR stage: srt on the CPU (KV cache for 8192 tokens)")
-        stage = _ArStage(mode, None, stage.gpu, AR_SRT_HOST, plugin)
+        host = AR_SRT_HOST
     else:
-        fraction = _ar_fraction(model, per_gpu)
-        share = int(fraction * per_gpu)
+        fraction, share = _ar_share(model, per_gpu)
+        gpu, host = gpu + share, AR_SRT_HOST
         notes.append(
             f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
             f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
         )
-        stage = _ArStage(mode, fraction, stage.gpu + share, AR_SRT_HOST, plugin)
     notes.append(
         "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
         if plugin
         else "edits: off (this SGLang loads no plugin, and has no edit path through an AR server)"
     )
-    return stage
+    return _ArStage(mode, fraction, gpu, host, plugin)
 
 
-def _ar_fraction(model: ModelInfo, per_gpu: int) -> float:
-    """The AR server's --mem-fraction-static: its weights plus the allowance, rounded up to 0.01."""
-    return min(0.95, -(-(gpu_bytes(model, AR_COMPONENT) + AR_SRT_ALLOWANCE) * 100 // per_gpu) / 100)
+def _ar_share(model: ModelInfo, per_gpu: int) -> tuple[float, int]:
+    """The AR server's --mem-fraction-static (its weights plus the allowance, rounded up to 0.01) and the
+    bytes of the GPU that fraction stands for."""
+    fraction = min(0.95, -(-(gpu_bytes(model, AR_COMPONENT) + AR_SRT_ALLOWANCE) * 100 // per_gpu) / 100)
+    return fraction, int(fraction * per_gpu)
 
 
 def _auto_ar(
@@ -325,7 +326,7 @@ def _auto_ar(
     elif not plugin:
         why = "beside an AR server this SGLang could not serve edits: it loads no plugin; GLM_AR=srt trades them"
     else:
-        need = diffusion_gpu + int(_ar_fraction(model, per_gpu) * per_gpu)
+        need = diffusion_gpu + _ar_share(model, per_gpu)[1]
         if need > per_gpu:
             why = f"an AR server would need ~{_fmt(need)} with the diffusion server, the GPU has {_fmt(per_gpu)}"
     if why is not None:

@@ -92,9 +92,9 @@ FIELDS: tuple[Field, ...] = (
         "auto",
         "GLM-Image only: where its autoregressive stage runs. auto (srt where there is a GPU with room for both "
         "processes and edits still work, else in-process; in-process too if that AR server fails to start), "
-        "in-process (transformers' generate inside the "
-        "diffusion server), srt (a second SGLang process, its LLM runtime with CUDA graphs, started first on "
-        "the same GPU, or on the CPU without one; text-to-image 4.7x faster on an H200) or the http(s) URL of such "
+        "in-process (transformers' generate inside the diffusion server), srt (a second SGLang process, its "
+        "LLM runtime with CUDA graphs, started first on the same GPU, or on the CPU without one; text-to-image "
+        "4.7x faster on an H200) or the http(s) URL of such "
         "a server that runs already (the launcher waits for its /health and starts none). With srt or a URL, "
         "text-to-image goes there and edits run in-process (the image's SGLang plugin; the AR model is then "
         "loaded twice); an SGLang without plugin loading answers edits with 400.",
