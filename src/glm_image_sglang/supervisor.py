@@ -45,14 +45,23 @@ def error(message: str) -> None:
 
 
 def health_status(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
-    """HTTP status and body of url; (None, "") while nothing listens (SGLang loads with its port closed)."""
+    """HTTP status and body of url; (None, "") while nothing listens (SGLang loads with its port closed).
+    A body that does not come within the timeout (a busy machine) is reported empty, never raised."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status), response.read(500).decode(errors="replace")
     except urllib.error.HTTPError as e:
-        return int(e.code), e.read(500).decode(errors="replace")
+        return int(e.code), _body(e)
     except (OSError, ValueError):
         return None, ""
+
+
+def _body(e: urllib.error.HTTPError) -> str:
+    """The start of an error response's body; "" if it does not arrive (reading it can time out too)."""
+    try:
+        return e.read(500).decode(errors="replace")
+    except (OSError, ValueError):
+        return ""
 
 
 def _die_with_parent() -> None:

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -146,3 +147,29 @@ def test_startup_timeout_names_the_wait(tmp_path):
     assert proc.returncode == 5, proc.stdout + proc.stderr
     assert "SGLang still waiting for http://127.0.0.1:9/health" in proc.stderr
     assert "stopped before any process started" in proc.stdout
+
+
+def test_health_reports_a_stalled_error_body_as_empty():
+    """A 503 whose body does not come in time (a busy machine; this broke a CPU end-to-end run with
+    "internal launcher error: TimeoutError") should read as (503, ""), not raise."""
+    from glm_image_sglang.supervisor import health_status
+
+    done = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def answer_headers_only() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\n")
+                done.wait(60)  # the body never comes while health_status waits for it
+
+        thread = threading.Thread(target=answer_headers_only)
+        thread.start()
+        try:
+            assert health_status(f"http://127.0.0.1:{server.getsockname()[1]}/health", timeout=0.5) == (503, "")
+        finally:
+            done.set()
+            thread.join()
