@@ -99,11 +99,7 @@ def prepare(settings: Settings) -> Prepared:
         ar_url=ar_url,
     )
     _link_alias(sglang_args.model_path_for_sglang(settings, model), model.path)
-    env = sglang_args.child_env(settings, dict(os.environ))
-    if plan.edits_in_process:
-        env["GLM_IMAGE_AR_EDITS"] = "in-process"
-    if plan.offload == "expert-swap":
-        env["GLM_IMAGE_EXPERT_SWAP"] = "on"
+    env = sglang_args.child_env(settings, plan, dict(os.environ))
     gateway_argv = None
     if listen is not None:
         gateway_argv = [

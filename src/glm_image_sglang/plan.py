@@ -52,6 +52,7 @@ class Plan:
     ar_mem_fraction: float | None = None  # GLM_AR=srt on a GPU: the AR server's share of GPU 0
     glm_ar: str = "in-process"  # GLM_AR resolved: in-process, srt or the URL of a running AR server
     edits_in_process: bool = False  # with an AR server, edits still run in the diffusion server (the plugin)
+    preset: str = "default"  # PRESET resolved: fast only for the Wan 2.2 models (sglang_args.preset_env)
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
@@ -187,7 +188,10 @@ def make_plan(
         gpu, host = estimate(model, offload)
         notes = ["no GPU: SGLang's CPU platform (REQUIRE_GPU=false)"]
         ar = _ar_stage(settings, model, None, 0, plugin, srt_encoder, notes)
-        return Plan(0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process)
+        preset = _preset(settings, model, notes)
+        return Plan(
+            0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process, preset
+        )  # fmt: skip
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
     if n > len(machine.gpus):
@@ -225,10 +229,30 @@ def make_plan(
         _check_offload(offload, model, plugin)
         gpu, host = estimate(model, offload)
     ar = _ar_stage(settings, model, per_gpu, gpu, plugin, srt_encoder, notes)
+    preset = _preset(settings, model, notes)
     return Plan(
         n, cfg, ulysses, ring, offload, gpu + ar.gpu, host + ar.host, tuple(notes), ar.fraction, ar.mode,
-        ar.edits_in_process,
+        ar.edits_in_process, preset,
     )  # fmt: skip
+
+
+def _preset(settings: Settings, model: ModelInfo, notes: list[str]) -> str:
+    """PRESET resolved: fast where it is built and tested (the Wan 2.2 models, Cache-DiT on their DiTs), else
+    the default path with a note saying why."""
+    if settings.preset == "default":
+        return "default"
+    if not (model.variant and model.variant.output == "video"):
+        notes.append(
+            f"preset: default (PRESET=fast is for the Wan 2.2 models; {model.display_name} runs as it is"
+            + ("; its time is mostly the AR stage, see GLM_AR)" if model.variant else ")")
+        )
+        return "default"
+    experts = "each expert's" if len(model.dit_names) == 2 else "the"
+    notes.append(
+        f"preset: fast (Cache-DiT: {experts} steps 1-6 in full, then 2 of every 5; the other steps run the first "
+        "transformer block and reuse the cached rest. Outputs differ from PRESET=default)"
+    )
+    return "fast"
 
 
 def _check_offload(offload: str, model: ModelInfo, plugin: bool) -> None:

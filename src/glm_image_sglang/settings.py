@@ -26,6 +26,8 @@ OFFLOAD_CHOICES = ("auto", "none", "text-encoder", "expert-swap", "dit-layerwise
 PREFLIGHT_CHOICES = ("enforce", "warn")
 ATTENTION_CHOICES = ("auto", "fa3", "fa2", "sdpa")
 GLM_AR_CHOICES = ("auto", "in-process", "srt")
+PRESET_CHOICES = ("default", "fast")
+MAX_STEPS_LIMIT = 10000  # the largest MAX_STEPS accepted (PRESET=fast's step mask covers it)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -98,6 +100,15 @@ FIELDS: tuple[Field, ...] = (
         "a server that runs already (the launcher waits for its /health and starts none). With srt or a URL, "
         "text-to-image goes there and edits run in-process (the image's SGLang plugin; the AR model is then "
         "loaded twice); an SGLang without plugin loading answers edits with 400.",
+    ),
+    Field(
+        "PRESET",
+        "preset",
+        "default",
+        "default or fast. fast (Wan 2.2; changes the outputs, opt-in until measured on a GPU): Cache-DiT runs "
+        "every transformer block on steps 1-6 of each DiT, then on 2 of every 5 steps (8-9, 13-14, ...); on "
+        "the other steps only the first block runs and the cached rest is reused (a fixed step mask, the same "
+        "for any prompt: 20 of a DiT's 40 steps in full). SGLANG_CACHE_DIT_* variables you set win over the preset's.",
     ),
     Field(
         "SERVED_MODEL_NAME",
@@ -278,6 +289,7 @@ class Settings:
     offload: str = "auto"
     attention_backend: str = "auto"
     glm_ar: str = "auto"
+    preset: str = "default"
     served_model_name: str | None = None
     log_level: str = "info"
     data_dir: Path = Path("/app/data")
@@ -504,6 +516,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "offload": _choice(OFFLOAD_CHOICES),
     "attention_backend": _choice(ATTENTION_CHOICES),
     "glm_ar": _glm_ar,
+    "preset": _choice(PRESET_CHOICES),
     "log_level": _choice(LOG_LEVELS),
     "data_dir": _path,
     "output_dir": _path,
@@ -528,7 +541,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_upload_bytes": _int(1024, 1 << 34),
     "max_input_pixels": _int(64, 1 << 30),
     "max_output_pixels": _int(64, 1 << 30),
-    "max_steps": _int(1, 10000),
+    "max_steps": _int(1, MAX_STEPS_LIMIT),
     "max_frames": _int(1, 10001),
     "max_n": _int(1, 64),
     "max_prompt_chars": _int(1, 1 << 20),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .models import ModelInfo
 from .plan import Plan
-from .settings import Settings
+from .settings import MAX_STEPS_LIMIT, Settings
 
 # Passed only when the installed SGLang knows them (the first three came after 0.5.16, the GPU device's version).
 OPTIONAL_FLAGS = ("--http-graceful-shutdown-timeout", "--served-model-name", "--enable-metrics", "--warmup-mode")
@@ -131,9 +131,31 @@ def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> lis
     return [*argv, "--device", "cpu", "--max-total-tokens", "8192"]
 
 
-def child_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
-    """The environment for SGLang: kernel caches under CACHE_DIR (never under the read-only models)."""
+# PRESET=fast: Cache-DiT (SGLang's integration, configured by environment) with a fixed step mask, so the
+# speed-up is the same for any prompt or weights (a dynamic threshold on random test weights would say
+# nothing of real ones). Each DiT computes steps 1-6 in full, caches step 7 (SCM bins: compute 6, cache 1), then
+# computes 2 of every 5 (compute 2, cache 3: SGLang's "medium" SCM pattern, continued). The bins must cover the largest
+# step count a request may ask for (the largest MAX_STEPS), else SGLang fails the request.
+_FAST_PAIRS = 1 + (MAX_STEPS_LIMIT - 7 + 4) // 5
+FAST_PRESET_ENV = {
+    "SGLANG_CACHE_DIT_ENABLED": "true",
+    "SGLANG_CACHE_DIT_SCM_COMPUTE_BINS": ",".join(["6"] + ["2"] * _FAST_PAIRS),
+    "SGLANG_CACHE_DIT_SCM_CACHE_BINS": ",".join(["1"] + ["3"] * _FAST_PAIRS),
+    "SGLANG_CACHE_DIT_SCM_POLICY": "static",
+}
+
+
+def child_env(settings: Settings, plan: Plan, base: dict[str, str]) -> dict[str, str]:
+    """The environment for SGLang: kernel caches under CACHE_DIR (never under the read-only models), the
+    preset's knobs (ones already set win) and the switches the image's plugin reads."""
     env = dict(base)
+    if plan.preset == "fast":
+        for name, value in FAST_PRESET_ENV.items():
+            env.setdefault(name, value)
+    if plan.edits_in_process:
+        env["GLM_IMAGE_AR_EDITS"] = "in-process"
+    if plan.offload == "expert-swap":
+        env["GLM_IMAGE_EXPERT_SWAP"] = "on"
     cache = settings.caches
     defaults = {
         "TRITON_CACHE_DIR": cache / "triton",

@@ -272,3 +272,30 @@ def test_expert_swap_kept_without_gpu(library):
         "expert-swap"
     )
     assert make_plan(settings(offload="dit", require_gpu="false"), model, cpu, plugin=True).offload == "none"
+
+
+@pytest.mark.parametrize("key", ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b"])
+def test_fast_preset_for_wan_says_what_it_skips(library, key):
+    """PRESET=fast on a Wan 2.2 model: the plan carries it (on a GPU and on the CPU) with a note that the
+    outputs change, naming per-expert masks for the two-expert models."""
+    for mach in (machine(mem=H200), Machine((), "none", None)):
+        plan = make_plan(settings(preset="fast", require_gpu="false"), library[key], mach)
+        assert plan.preset == "fast"
+        note = next(n for n in plan.notes if n.startswith("preset: fast"))
+        assert "Outputs differ from PRESET=default" in note
+        assert ("each expert's" in note) == key.endswith("a14b")
+
+
+def test_fast_preset_is_a_note_for_glm_image(library):
+    """PRESET=fast on GLM-Image: the default path, with a note that points at what its time is."""
+    plan = make_plan(settings(preset="fast"), library["glm-image"], machine(mem=H200), plugin=True)
+    assert plan.preset == "default"
+    assert any(
+        n.startswith("preset: default (PRESET=fast is for the Wan 2.2 models") and "GLM_AR" in n for n in plan.notes
+    )
+
+
+def test_default_preset_is_silent(library):
+    """Without PRESET the plan runs the default path and adds no preset note."""
+    plan = make_plan(settings(), library["wan2.2-t2v-a14b"], machine(mem=H200))
+    assert plan.preset == "default" and not any(n.startswith("preset") for n in plan.notes)

@@ -7,7 +7,7 @@ import pytest
 from fakemodels import make
 from glm_image_sglang import models, sglang_args
 from glm_image_sglang.plan import Plan
-from glm_image_sglang.settings import Settings
+from glm_image_sglang.settings import MAX_STEPS_LIMIT, Settings
 
 pytestmark = pytest.mark.unit
 
@@ -114,7 +114,7 @@ def test_extra_args_come_last(t2v):
 def test_child_env_caches_outside_models(tmp_path):
     """Kernel caches should default under CACHE_DIR, and an explicit value should be kept."""
     s = Settings.from_env({"MODEL_PATH": "/m", "CACHE_DIR": "/c"})
-    env = sglang_args.child_env(s, {"TRITON_CACHE_DIR": "/mine"})
+    env = sglang_args.child_env(s, plan(), {"TRITON_CACHE_DIR": "/mine"})
     assert env["TRITON_CACHE_DIR"] == "/mine"
     assert env["TORCHINDUCTOR_CACHE_DIR"] == "/c/inductor"
     assert all(Path(v).is_relative_to("/c") for k, v in env.items() if k.endswith("_DIR") and k != "TRITON_CACHE_DIR")
@@ -123,8 +123,38 @@ def test_child_env_caches_outside_models(tmp_path):
 def test_child_env_uses_expandable_segments():
     """SGLang should get PyTorch's expandable segments unless the user set the allocator themselves."""
     s = Settings.from_env({"MODEL_PATH": "/m"})
-    assert sglang_args.child_env(s, {})["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
-    assert sglang_args.child_env(s, {"PYTORCH_CUDA_ALLOC_CONF": "x"})["PYTORCH_CUDA_ALLOC_CONF"] == "x"
+    assert sglang_args.child_env(s, plan(), {})["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert sglang_args.child_env(s, plan(), {"PYTORCH_CUDA_ALLOC_CONF": "x"})["PYTORCH_CUDA_ALLOC_CONF"] == "x"
+
+
+def steps_mask(compute_bins: str, cache_bins: str, steps: int) -> list[int]:
+    """cache-dit's reading of SCM bins (cache_interface._steps_mask): compute/cache runs, cut at steps."""
+    mask: list[int] = []
+    for compute, cache in zip(compute_bins.split(","), cache_bins.split(","), strict=True):
+        mask += [1] * int(compute) + [0] * int(cache)
+    assert len(mask) >= steps, "SGLang fails a request with more steps than the bins cover"
+    return mask[:steps]
+
+
+def test_fast_preset_env_masks_steps_for_any_step_count():
+    """PRESET=fast should turn Cache-DiT on with a static mask: steps 1-6 in full, then 2 of every 5, for any
+    step count MAX_STEPS allows (its upper bound); the default path sets none of it."""
+    s = Settings.from_env({"MODEL_PATH": "/m"})
+    env = sglang_args.child_env(s, Plan(1, False, 1, 1, "none", 0, 0, preset="fast"), {})
+    assert env["SGLANG_CACHE_DIT_ENABLED"] == "true" and env["SGLANG_CACHE_DIT_SCM_POLICY"] == "static"
+    compute, cache = env["SGLANG_CACHE_DIT_SCM_COMPUTE_BINS"], env["SGLANG_CACHE_DIT_SCM_CACHE_BINS"]
+    assert steps_mask(compute, cache, 16) == [1] * 6 + [0] + [1, 1, 0, 0, 0] + [1, 1, 0, 0]
+    assert sum(steps_mask(compute, cache, 40)) == 20
+    assert len(steps_mask(compute, cache, MAX_STEPS_LIMIT)) == MAX_STEPS_LIMIT
+    assert not any(k.startswith("SGLANG_CACHE_DIT") for k in sglang_args.child_env(s, plan(), {}))
+
+
+def test_fast_preset_leaves_cache_dit_variables_that_are_set():
+    """A SGLANG_CACHE_DIT_* variable the user set should win over the preset's value."""
+    s = Settings.from_env({"MODEL_PATH": "/m"})
+    p = Plan(1, False, 1, 1, "none", 0, 0, preset="fast")
+    env = sglang_args.child_env(s, p, {"SGLANG_CACHE_DIT_SCM_POLICY": "dynamic"})
+    assert env["SGLANG_CACHE_DIT_SCM_POLICY"] == "dynamic" and env["SGLANG_CACHE_DIT_ENABLED"] == "true"
 
 
 def test_listen_behind_gateway(t2v):

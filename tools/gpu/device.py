@@ -12,6 +12,8 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
                                                      (cold: empty kernel caches; warm: those of the
                                                      previous run of the same side), each until ready,
                                                      then the same first requests; prints the table
+  python3 tools/gpu/device.py preset KEY [--steps N]  ours with PRESET=default, then PRESET=fast, the same
+                                                     request: s/step, end to end, the fast video's drift
   python3 tools/gpu/device.py matmul                 bf16 matmul TFLOP/s (burst and sustained)
   python3 tools/gpu/device.py fa2-build [--archs 90]  compile the flash-attn sdist carried in .gpu/fa2/ as the
                                                      Dockerfile does, in the background; `fa2-check` joins it,
@@ -338,6 +340,7 @@ class Scenario:
         self.http = httpx.Client(base_url=self.base, timeout=httpx.Timeout(600, connect=5))
         self.result: dict[str, Any] = {"model": key, "mode": "stock" if stock else "ours", "requests": []}
         self.log_path = OUT / f"{self.label}.log"
+        self.last_mp4: bytes | None = None  # the last video's content (video())
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -473,6 +476,7 @@ class Scenario:
                 return
             done = time.monotonic() - t
             content = self.http.get(f"/v1/videos/{job['id']}/content")
+            self.last_mp4 = content.content if content.status_code == 200 else None
             mp4 = probe_mp4(content.content) if content.status_code == 200 else {"status": content.status_code}
             ok = all(mp4.get(k) == v for k, v in (expect or {}).items())
             self.record(name, t, ok=ok, job_s=round(done, 2), mp4=mp4, expect=expect,
@@ -665,6 +669,69 @@ def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: 
     finally:
         s.stop()
         log(f"{s.label}: memory {s.result['memory']}")
+
+
+# ---------------------------------------------------------------- PRESET=fast against the default path
+
+
+def pixels(data: bytes) -> Any:
+    """Every frame of an mp4 as one flat float64 array (ffmpeg to raw RGB)."""
+    import numpy as np
+
+    path = Path("/tmp/preset.mp4")
+    path.write_bytes(data)
+    r = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                       capture_output=True, check=True)  # fmt: skip
+    return np.frombuffer(r.stdout, dtype=np.uint8).astype(np.float64)
+
+
+def step_times(log_text: str) -> list[float]:
+    """SGLang's "[DenoisingStage] average time per step" figures, in order (the readiness generation first)."""
+    return [float(x) for x in re.findall(r"\[DenoisingStage\] average time per step: ([\d.]+)", log_text)]
+
+
+def run_preset(key: str, steps: int, budget: float, rehearse: bool) -> None:
+    """Ours twice in one call, PRESET=default then PRESET=fast, the same request (seed, size, steps): the
+    seconds per step SGLang reports, end to end, and how far the fast video's pixels drift (relative L2 over
+    every decoded frame; H.264 on both sides; random weights, so no judgement of visual quality)."""
+    import numpy as np
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    deadline = T_START + budget
+    w, h, frames = (1280, 704, 121) if key == "wan2.2-ti2v-5b" else (832, 480, 81)
+    if rehearse:
+        w, h, frames = 64, 64, 5
+    body = {"prompt": "a cat surfing a wave", "size": f"{w}x{h}", "num_frames": frames, "seed": 1,
+            "num_inference_steps": steps}  # fmt: skip
+    image = test_png(w, h) if key != "wan2.2-t2v-a14b" else None
+    expect = {"frames": frames, "width": w, "height": h, "decoded": True}
+    table: list[dict[str, Any]] = []
+    videos: dict[str, Any] = {}
+    for preset in ("default", "fast"):
+        OURS_ENV["PRESET"] = preset
+        s = Scenario(key, False, deadline, tag=f"preset-{preset}")
+        s.result["versions"] = versions()
+        s.start()
+        try:
+            if s.wait_ready():
+                s.video(f"{w}x{h}x{frames} {steps} steps", body, image, expect)
+                if s.last_mp4:
+                    videos[preset] = pixels(s.last_mp4)
+        finally:
+            s.stop()
+        per_step = step_times(s.log_path.read_text(errors="replace"))
+        request = s.result["requests"][-1] if s.result["requests"] else {}
+        memory = s.result["memory"]
+        table.append({"preset": preset, "ok": request.get("ok"), "seconds": request.get("seconds"),
+                      "s_per_step": per_step[-1] if len(per_step) > 1 else None,
+                      "ready_s": s.result.get("health_200_s"), "peak_gpu_gib": memory["peak_gpu_gib"]})  # fmt: skip
+    result: dict[str, Any] = {"model": key, "size": body["size"], "frames": frames, "steps": steps, "runs": table}
+    if len(videos) == 2 and videos["default"].shape == videos["fast"].shape:
+        a, b = videos["default"], videos["fast"]
+        result["pixel_drift_rel_l2"] = round(float(np.linalg.norm(b - a) / np.linalg.norm(a)), 5)
+        result["pixel_max_abs"] = float(np.abs(b - a).max())
+    (OUT / f"preset-{key}.json").write_text(json.dumps(result, indent=1))
+    log(f"PRESET=fast against default, {key} {body['size']}x{frames}, {steps} steps: {json.dumps(result)}")
 
 
 # ---------------------------------------------------------------- start-up comparison
@@ -897,7 +964,17 @@ def main() -> int:
     st.add_argument("runs", nargs="+", choices=["ours-cold", "ours-warm", "stock-cold", "stock-warm"])
     st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
     st.add_argument("--rehearse", action="store_true")
-    for p in (sc, st):
+    pr = sub.add_parser("preset", help="PRESET=fast against the default path, one model, the same request")
+    pr.add_argument("key", choices=sorted(k for k in NAMES if k != "glm-image"))
+    pr.add_argument(
+        "--steps",
+        type=int,
+        default=40,
+        help="the request's steps (A14B's default; the mask caches from each DiT's 7th)",
+    )
+    pr.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
+    pr.add_argument("--rehearse", action="store_true")
+    for p in (sc, st, pr):
         p.add_argument("--emulate-mib", type=int, help="leave only this much GPU memory free (81559: an H100 80GB)")
         p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for our launcher")
         p.add_argument("--plugin", action="store_true", help="our SGLang children apply the image's plugin (0.5.16)")
@@ -928,6 +1005,10 @@ def main() -> int:
         return fa2_check(args.limit)
     elif args.cmd == "fa2-measure":
         fa2_measure()
+    elif args.cmd == "preset":
+        if not wait_built(args.key, args.budget - 300):
+            return 1
+        run_preset(args.key, args.steps, args.budget, args.rehearse)
     elif args.cmd == "starts":
         if not wait_built(args.key, args.budget - 300):
             return 1
