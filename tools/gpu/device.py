@@ -12,8 +12,9 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
                                                      (cold: empty kernel caches; warm: those of the
                                                      previous run of the same side), each until ready,
                                                      then the same first requests; prints the table
-  python3 tools/gpu/device.py preset KEY [--steps N]  ours with PRESET=default, then PRESET=fast, the same
-                                                     request: s/step, end to end, the fast video's drift
+  python3 tools/gpu/device.py compare KEY --b N=V    ours with settings a (--a N=V, default none), then b,
+                                                     the same request: s/step, end to end, ready, memory,
+                                                     b's pixel drift from a (e.g. --b PRESET=fast)
   python3 tools/gpu/device.py matmul                 bf16 matmul TFLOP/s (burst and sustained)
   python3 tools/gpu/device.py fa2-build [--archs 90]  compile the flash-attn sdist carried in .gpu/fa2/ as the
                                                      Dockerfile does, in the background; `fa2-check` joins it,
@@ -671,14 +672,14 @@ def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: 
         log(f"{s.label}: memory {s.result['memory']}")
 
 
-# ---------------------------------------------------------------- PRESET=fast against the default path
+# ---------------------------------------------------------------- two sets of settings, the same request
 
 
 def pixels(data: bytes) -> Any:
     """Every frame of an mp4 as one flat float64 array (ffmpeg to raw RGB)."""
     import numpy as np
 
-    path = Path("/tmp/preset.mp4")
+    path = Path("/tmp/compare.mp4")
     path.write_bytes(data)
     r = subprocess.run([ffmpeg(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
                        capture_output=True, check=True)  # fmt: skip
@@ -690,48 +691,55 @@ def step_times(log_text: str) -> list[float]:
     return [float(x) for x in re.findall(r"\[DenoisingStage\] average time per step: ([\d.]+)", log_text)]
 
 
-def run_preset(key: str, steps: int, budget: float, rehearse: bool) -> None:
-    """Ours twice in one call, PRESET=default then PRESET=fast, the same request (seed, size, steps): the
-    seconds per step SGLang reports, end to end, and how far the fast video's pixels drift (relative L2 over
-    every decoded frame; H.264 on both sides; random weights, so no judgement of visual quality)."""
+def run_compare(key: str, sides: dict[str, dict[str, str]], steps: int | None, budget: float, rehearse: bool) -> None:
+    """Ours twice in one call, the settings of side a then of side b (each on top of --env), the same request
+    (seed, size, steps): the seconds per step SGLang reports, end to end, ready, memory, and how far b's video
+    drifts from a's (relative L2 over every decoded frame's pixels, H.264 on both sides; random weights, so
+    no judgement of visual quality)."""
     import numpy as np
 
     OUT.mkdir(parents=True, exist_ok=True)
     deadline = T_START + budget
-    w, h, frames = (1280, 704, 121) if key == "wan2.2-ti2v-5b" else (832, 480, 81)
+    wide = key == "wan2.2-ti2v-5b"
+    w, h, frames = (1280, 704, 121) if wide else (832, 480, 81)
+    steps = steps or (50 if wide else 40)  # SGLang's defaults for the model
     if rehearse:
         w, h, frames = 64, 64, 5
     body = {"prompt": "a cat surfing a wave", "size": f"{w}x{h}", "num_frames": frames, "seed": 1,
             "num_inference_steps": steps}  # fmt: skip
     image = test_png(w, h) if key != "wan2.2-t2v-a14b" else None
     expect = {"frames": frames, "width": w, "height": h, "decoded": True}
+    common = dict(OURS_ENV)
     table: list[dict[str, Any]] = []
     videos: dict[str, Any] = {}
-    for preset in ("default", "fast"):
-        OURS_ENV["PRESET"] = preset
-        s = Scenario(key, False, deadline, tag=f"preset-{preset}")
+    for side, extra in sides.items():
+        OURS_ENV.clear()
+        OURS_ENV.update({**common, **extra})
+        s = Scenario(key, False, deadline, tag=f"compare-{side}")
         s.result["versions"] = versions()
         s.start()
         try:
             if s.wait_ready():
                 s.video(f"{w}x{h}x{frames} {steps} steps", body, image, expect)
                 if s.last_mp4:
-                    videos[preset] = pixels(s.last_mp4)
+                    videos[side] = pixels(s.last_mp4)
         finally:
             s.stop()
         per_step = step_times(s.log_path.read_text(errors="replace"))
         request = s.result["requests"][-1] if s.result["requests"] else {}
         memory = s.result["memory"]
-        table.append({"preset": preset, "ok": request.get("ok"), "seconds": request.get("seconds"),
+        table.append({"side": side, "settings": extra, "ok": request.get("ok"), "seconds": request.get("seconds"),
                       "s_per_step": per_step[-1] if len(per_step) > 1 else None,
-                      "ready_s": s.result.get("health_200_s"), "peak_gpu_gib": memory["peak_gpu_gib"]})  # fmt: skip
-    result: dict[str, Any] = {"model": key, "size": body["size"], "frames": frames, "steps": steps, "runs": table}
-    if len(videos) == 2 and videos["default"].shape == videos["fast"].shape:
-        a, b = videos["default"], videos["fast"]
+                      "ready_s": s.result.get("health_200_s"), "peak_rss_gb": memory["peak_rss_gb"],
+                      "peak_gpu_gib": memory["peak_gpu_gib"]})  # fmt: skip
+    result: dict[str, Any] = {"model": key, "size": body["size"], "frames": frames, "steps": steps,
+                              "common": common, "runs": table}  # fmt: skip
+    if len(videos) == 2 and videos["a"].shape == videos["b"].shape:
+        a, b = videos["a"], videos["b"]
         result["pixel_drift_rel_l2"] = round(float(np.linalg.norm(b - a) / np.linalg.norm(a)), 5)
         result["pixel_max_abs"] = float(np.abs(b - a).max())
-    (OUT / f"preset-{key}.json").write_text(json.dumps(result, indent=1))
-    log(f"PRESET=fast against default, {key} {body['size']}x{frames}, {steps} steps: {json.dumps(result)}")
+    (OUT / f"compare-{key}.json").write_text(json.dumps(result, indent=1))
+    log(f"compare, {key} {body['size']}x{frames}, {steps} steps: {json.dumps(result)}")
 
 
 # ---------------------------------------------------------------- start-up comparison
@@ -964,17 +972,14 @@ def main() -> int:
     st.add_argument("runs", nargs="+", choices=["ours-cold", "ours-warm", "stock-cold", "stock-warm"])
     st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
     st.add_argument("--rehearse", action="store_true")
-    pr = sub.add_parser("preset", help="PRESET=fast against the default path, one model, the same request")
-    pr.add_argument("key", choices=sorted(k for k in NAMES if k != "glm-image"))
-    pr.add_argument(
-        "--steps",
-        type=int,
-        default=40,
-        help="the request's steps (A14B's default; the mask caches from each DiT's 7th)",
-    )
-    pr.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
-    pr.add_argument("--rehearse", action="store_true")
-    for p in (sc, st, pr):
+    cp = sub.add_parser("compare", help="ours with two sets of settings, one model, the same request")
+    cp.add_argument("key", choices=sorted(k for k in NAMES if k != "glm-image"))
+    cp.add_argument("--a", action="append", default=[], metavar="NAME=VALUE", help="side a's settings (default: none)")
+    cp.add_argument("--b", action="append", default=[], metavar="NAME=VALUE", help="side b's settings")
+    cp.add_argument("--steps", type=int, help="the request's steps (default: the model's, 40 or 50)")
+    cp.add_argument("--budget", type=float, default=570, help="seconds from this command's start")
+    cp.add_argument("--rehearse", action="store_true")
+    for p in (sc, st, cp):
         p.add_argument("--emulate-mib", type=int, help="leave only this much GPU memory free (81559: an H100 80GB)")
         p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for our launcher")
         p.add_argument("--plugin", action="store_true", help="our SGLang children apply the image's plugin (0.5.16)")
@@ -1005,10 +1010,11 @@ def main() -> int:
         return fa2_check(args.limit)
     elif args.cmd == "fa2-measure":
         fa2_measure()
-    elif args.cmd == "preset":
+    elif args.cmd == "compare":
         if not wait_built(args.key, args.budget - 300):
             return 1
-        run_preset(args.key, args.steps, args.budget, args.rehearse)
+        sides = {side: dict(item.split("=", 1) for item in items) for side, items in (("a", args.a), ("b", args.b))}
+        run_compare(args.key, sides, args.steps, args.budget, args.rehearse)
     elif args.cmd == "starts":
         if not wait_built(args.key, args.budget - 300):
             return 1
