@@ -126,6 +126,8 @@ def prepare(settings: Settings) -> Prepared:
             gateway_argv += ["--served-model-name", settings.served_model_name]
         if ar_url is not None and not plan.edits_in_process:
             gateway_argv += ["--edits-off", EDITS_OFF_WITH_SRT]
+        if ar_url is not None:  # ready only while the AR server answers too (it may start beside SGLang)
+            gateway_argv += ["--ar-health", f"{ar_url}/health"]
     return Prepared(settings, model, plan, launch, env, gateway_argv, ar_argv, ar_url)
 
 
@@ -173,7 +175,8 @@ def report(p: Prepared) -> None:
     for flag in p.launch.dropped:
         preflight.warn(f"SGLang {version} has no {flag}; it is left out")
     if p.ar_argv:
-        log("AR server (started first; SGLang once it is ready): " + shlex.join(p.ar_argv))
+        order = "started together with SGLang" if p.plan.ar_together else "started first; SGLang once it is ready"
+        log(f"AR server ({order}): " + shlex.join(p.ar_argv))
     elif p.ar_url:
         log(f"AR server: {p.ar_url} (runs elsewhere; SGLang starts once its /health answers 200)")
     log("command: " + shlex.join(p.launch.argv))
@@ -189,7 +192,7 @@ def cmd_serve(settings: Settings) -> int:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     if ":" in host:
         host = f"[{host}]"
-    after = f"{prepared.ar_url}/health" if prepared.ar_url else None
+    after = f"{prepared.ar_url}/health" if prepared.ar_url and not prepared.plan.ar_together else None
     sglang = Child("SGLang", prepared.launch.argv, prepared.env, start_after=after)
     ar = Child("AR server", prepared.ar_argv, prepared.env) if prepared.ar_argv else None
     children = [sglang] if ar is None else [ar, sglang]
@@ -202,7 +205,7 @@ def cmd_serve(settings: Settings) -> int:
         startup_timeout=settings.startup_timeout,
     )
     code = supervisor.run()
-    if settings.glm_ar == "auto" and ar is not None and supervisor.died is ar and sglang.proc is None:
+    if settings.glm_ar == "auto" and ar is not None and supervisor.died is ar and not supervisor.ready:
         # auto chose the AR server and it never came up: serve as GLM_AR=in-process would, rather than not at all
         preflight.warn(
             f"GLM_AR=auto: the AR server exited with code {ar.exit_code()} before it was ready (its last lines "

@@ -52,7 +52,9 @@ class Plan:
     ar_mem_fraction: float | None = None  # GLM_AR=srt on a GPU: the AR server's share of GPU 0
     glm_ar: str = "in-process"  # GLM_AR resolved: in-process, srt or the URL of a running AR server
     edits_in_process: bool = False  # with an AR server, edits still run in the diffusion server (the plugin)
-    preset: str = "default"  # PRESET resolved: fast only for the Wan 2.2 models (sglang_args.preset_env)
+    preset: str = "default"  # PRESET resolved: fast only for the Wan 2.2 models (sglang_args.FAST_PRESET_ENV)
+    ar_together: bool = False  # the AR server started here and the diffusion server start at once
+    ar_max_tokens: int | None = None  # the AR server's --max-total-tokens (its KV cache), None: its own sizing
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
@@ -87,6 +89,13 @@ AR_SRT_ALLOWANCE = 6 * GiB
 AR_COMPONENT = "vision_language_encoder"
 # The AR server's own processes in host RAM: 27.8-28.9 GB RSS with GLM_AR=srt, 13.8-16.9 GB in-process (H200).
 AR_SRT_HOST = 12 * GiB
+# GLM_AR_START=together: SGLang's LLM runtime sizes its KV cache as (free memory after its weights) minus
+# (1 - fraction) x (free memory before them); a diffusion server loading at the same time would shrink
+# the first and starve or fail it. So its fraction is raised and the cache capped in tokens instead: a
+# GLM-Image request needs ~1300, so 16384 serve a dozen at once (the CPU layout has 8192).
+AR_TOGETHER_FRACTION = 0.95
+AR_TOGETHER_TOKENS = 16384
+AR_CPU_TOKENS = 8192
 
 
 def gpu_bytes(model: ModelInfo, component: str) -> int:
@@ -190,7 +199,8 @@ def make_plan(
         ar = _ar_stage(settings, model, None, 0, plugin, srt_encoder, notes)
         preset = _preset(settings, model, notes)
         return Plan(
-            0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process, preset
+            0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process, preset,
+            ar.together, ar.max_tokens,
         )  # fmt: skip
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
@@ -232,7 +242,7 @@ def make_plan(
     preset = _preset(settings, model, notes)
     return Plan(
         n, cfg, ulysses, ring, offload, gpu + ar.gpu, host + ar.host, tuple(notes), ar.fraction, ar.mode,
-        ar.edits_in_process, preset,
+        ar.edits_in_process, preset, ar.together, ar.max_tokens,
     )  # fmt: skip
 
 
@@ -277,6 +287,8 @@ class _ArStage:
     gpu: int = 0  # added to the diffusion server's GPU estimate (negative: the AR weights leave it)
     host: int = 0
     edits_in_process: bool = False
+    together: bool = False  # started at once with the diffusion server (GLM_AR_START=together)
+    max_tokens: int | None = None  # the AR server's --max-total-tokens
 
 
 def _ar_stage(
@@ -303,24 +315,37 @@ def _ar_stage(
         )
     weights = gpu_bytes(model, AR_COMPONENT)
     fraction, gpu, host = None, (0 if plugin else -weights), 0
+    together = settings.glm_ar_url is None and settings.glm_ar_start == "together"
+    max_tokens = AR_TOGETHER_TOKENS if together else None
+    start = "started together with the diffusion server" if together else "the diffusion server starts once it is ready"
     if settings.glm_ar_url is not None:
         notes.append(f"GLM-Image AR stage: the server at {settings.glm_ar_url} (not started here)")
     elif per_gpu is None:
-        notes.append("GLM-Image AR stage: srt on the CPU (KV cache for 8192 tokens)")
+        max_tokens = AR_CPU_TOKENS
+        notes.append(f"GLM-Image AR stage: srt on the CPU (KV cache for {max_tokens} tokens; {start})")
         host = AR_SRT_HOST
     else:
         fraction, share = _ar_share(model, per_gpu)
         gpu, host = gpu + share, AR_SRT_HOST
-        notes.append(
-            f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
-            f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
-        )
+        if together:
+            fraction = AR_TOGETHER_FRACTION
+            notes.append(
+                f"GLM-Image AR stage: srt, a second SGLang process {start}: --mem-fraction-static {fraction:.2f} "
+                f"with its KV cache capped at {max_tokens} tokens (planned {_fmt(share)} of the GPU: "
+                f"{_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
+            )
+        else:
+            notes.append(
+                f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
+                f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs; "
+                f"{start})"
+            )
     notes.append(
         "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
         if plugin
         else "edits: off (this SGLang loads no plugin, and has no edit path through an AR server)"
     )
-    return _ArStage(mode, fraction, gpu, host, plugin)
+    return _ArStage(mode, fraction, gpu, host, plugin, together, max_tokens)
 
 
 def _ar_share(model: ModelInfo, per_gpu: int) -> tuple[float, int]:

@@ -116,8 +116,9 @@ def build(
 def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> list[str]:
     """GLM_AR=srt: GLM-Image's AR model on SGLang's LLM runtime, on loopback, as SGLang's own two-process
     test starts it (multimodal/test_ar_models.py): the model's vision_language_encoder folder, the tokenizer
-    from its processor folder, a static share of GPU 0. Without a GPU (REQUIRE_GPU=false, the CPU tier):
-    SGLang's CPU device with a KV cache for 8192 tokens (its default takes 71 % of host RAM)."""
+    from its processor folder, a static share of GPU 0 (GLM_AR_START=together: a large share, the KV cache
+    capped in tokens). Without a GPU (REQUIRE_GPU=false, the CPU tier): SGLang's CPU device with a KV cache
+    for 8192 tokens (its default takes 71 % of host RAM)."""
     argv = [
         settings.sglang_bin, "serve",
         "--model-path", str(model.path / "vision_language_encoder"),
@@ -127,8 +128,12 @@ def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> lis
         "--log-level", settings.log_level,
     ]  # fmt: skip
     if plan.ar_mem_fraction is not None:
-        return [*argv, "--mem-fraction-static", f"{plan.ar_mem_fraction:.2f}"]
-    return [*argv, "--device", "cpu", "--max-total-tokens", "8192"]
+        argv += ["--mem-fraction-static", f"{plan.ar_mem_fraction:.2f}"]
+    else:
+        argv += ["--device", "cpu"]
+    if plan.ar_max_tokens is not None:
+        argv += ["--max-total-tokens", str(plan.ar_max_tokens)]
+    return argv
 
 
 # PRESET=fast: Cache-DiT (SGLang's integration, configured by environment) with a fixed step mask, so the

@@ -171,6 +171,7 @@ class Supervisor:
         self.timed_out = False
         self.phases = StartupPhases()
         self.died: Child | None = None  # the child whose own exit ended the run (no stop was asked for)
+        self.ready = False  # health_url answered 200
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested_at is None:
@@ -241,7 +242,6 @@ class Supervisor:
                 child.on_line = self.phases.observe
                 child.start_pump()
         next_progress = started + PROGRESS_EVERY
-        ready = False
         while self._alive():
             now = time.monotonic()
             if self.stop_requested_at is None and not self._start_waiting(started):
@@ -252,17 +252,17 @@ class Supervisor:
                     error(f"not stopped within {self.grace:.0f} s of SIGTERM: killing")
                     self._reap()
                     return 137
-            elif not ready:
+            elif not self.ready:
                 status, body = health_status(self.health_url)
                 if status == 200:
-                    ready = True
+                    self.ready = True
                     log(f"ready: {self.health_url} answered 200 after {now - started:.0f} s")
                     log(f"start-up phases: {self.phases.summary(now - started)}")
                 elif now >= next_progress:
                     state = "port closed" if status is None else f"/health {status} {body.strip()[:200]}"
                     log(f"still loading... ({now - started:.0f} s, {state})")
                     next_progress = now + PROGRESS_EVERY
-                if not ready and self.startup_timeout and now - started > self.startup_timeout:
+                if not self.ready and self.startup_timeout and now - started > self.startup_timeout:
                     state = "port closed" if status is None else f"/health {status} {body.strip()[:300]}"
                     waiting = [c for c in self.children if c.proc is None and c.start_after]
                     if waiting:
@@ -275,7 +275,7 @@ class Supervisor:
                     self.timed_out = True
                     self._on_signal(signal.SIGTERM, None)
             time.sleep(0.5)
-        return self._after_exit(ready)
+        return self._after_exit(self.ready)
 
     def _after_exit(self, ready: bool) -> int:
         if all(c.proc is None for c in self.children):  # stopped while every child still waited

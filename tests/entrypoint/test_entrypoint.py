@@ -399,6 +399,29 @@ def test_glm_ar_srt_serves_once_both_are_up(env, tmp_path):
     assert proc.returncode == 0 and "exit codes: {'AR server': 0, 'SGLang': 0" in text
 
 
+def test_glm_ar_started_together_is_ready_once_both_answer(env, tmp_path):
+    """GLM_AR_START=together: SGLang should start at once beside the AR server (no wait for its /health),
+    the AR server should get its KV cache cap, and the container should turn ready only once the slower
+    AR server answers too (the gateway asks both); SIGTERM stops both."""
+    env = env | {
+        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+        "GLM_AR": "srt",
+        "GLM_AR_START": "together",
+        "FAKE_SGLANG_MODE": "serve",
+        "FAKE_SGLANG_AR_LOAD_S": "4",
+        "READY_PROBE": "health",
+    }
+    proc, out = serve_until_ready_then_stop(env)
+    text = out.text
+    ar = text.split("AR server (started together with SGLang): ")[1].splitlines()[0]
+    assert "--mem-fraction-static 0.95" in ar and "--max-total-tokens 16384" in ar, text[-3000:]
+    assert "answered 200 after" not in text.split("[launcher] ready: ")[0].split("gateway: ")[1]
+    ready_after = int(text.split("[launcher] ready: ")[1].split(" answered 200 after ")[1].split(" s")[0])
+    assert ready_after >= 4  # not before the AR server's load was over
+    assert "--ar-health" in text.split("gateway: ")[1].splitlines()[0]
+    assert proc.returncode == 0 and "exit codes: {'AR server': 0, 'SGLang': 0" in text
+
+
 def test_glm_ar_auto_says_where_the_ar_stage_runs(env, tmp_path):
     """GLM_AR=auto (the default): `check` should say where the AR stage runs and why; here SGLang's flags
     cannot be read (a stand-in binary), so in-process, with no AR server and edits left on."""
@@ -439,13 +462,16 @@ def test_glm_ar_auto_picks_the_ar_server_where_sglang_allows(env, tmp_path):
     assert "--edits-off" not in proc.stdout.split("gateway: ")[1]
 
 
-def test_glm_ar_auto_falls_back_when_the_ar_server_fails(env, tmp_path):
-    """GLM_AR=auto: if the AR server it chose exits before it is ready, the launcher should say so and serve
-    with the AR stage in-process (ready, SGLang without --srt-encoder-url), not stop the container."""
+@pytest.mark.parametrize("start", ["after-ready", "together"])
+def test_glm_ar_auto_falls_back_when_the_ar_server_fails(env, tmp_path, start):
+    """GLM_AR=auto: if the AR server it chose exits before it is ready (SGLang not yet started, or started
+    beside it), the launcher should say so and serve with the AR stage in-process (ready, SGLang without
+    --srt-encoder-url), not stop the container."""
     env = (
         env
         | sglang_dist(tmp_path / "site")
         | {
+            "GLM_AR_START": start,
             "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
             "FAKE_SGLANG_MODE": "serve",
             "FAKE_SGLANG_AR_MODE": "exit:1",

@@ -39,9 +39,11 @@ class Gateway:
         wait_ready: bool,
         ready_timeout: float = 0,
         edits_off: str | None = None,
+        ar_health: str | None = None,
     ) -> None:
         self.settings = GatewaySettings.from_env(env)
-        self.app = create_app(upstream.url, self.settings, VARIANTS.get(variant or ""), ready_timeout, None, edits_off)
+        variant_info = VARIANTS.get(variant or "")
+        self.app = create_app(upstream.url, self.settings, variant_info, ready_timeout, None, edits_off, ar_health)
         self.served = Served(self.app)
         self.client = httpx.Client(base_url=self.served.url, timeout=30)
         if wait_ready:
@@ -67,10 +69,11 @@ def make_gateway(upstream: Served) -> Iterator[Any]:
         wait_ready: bool = True,
         ready_timeout: float = 0,
         edits_off: str | None = None,
+        ar_health: str | None = None,
         **env: Any,
     ) -> Gateway:
         env = {k.upper(): str(v) for k, v in env.items()}
-        gw = Gateway(upstream, variant, env, wait_ready, ready_timeout, edits_off)
+        gw = Gateway(upstream, variant, env, wait_ready, ready_timeout, edits_off, ar_health)
         made.append(gw)
         return gw
 

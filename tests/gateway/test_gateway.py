@@ -14,7 +14,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from fake_sglang import MP4, png
+from fake_sglang import MP4, Behaviour, Served, create_fake, png
 from glm_image_sglang.gateway import upstream as gateway_upstream
 
 pytestmark = pytest.mark.gateway
@@ -135,13 +135,33 @@ def test_loading_until_upstream_healthy(make_gateway, behaviour):
     behaviour.health = 503
     gw = make_gateway(wait_ready=False)
     deadline = time.monotonic() + 60
-    while (health := gw.client.get("/health")).json()["detail"] != "/health 503":  # the upstream was asked
+    while (health := gw.client.get("/health")).json()["detail"] != "the model server: /health 503":  # it was asked
         assert time.monotonic() < deadline, health.text
         time.sleep(0.02)
     assert health.status_code == 503 and health.json()["status"] == "loading"
     resp = gw.client.post("/v1/images/generations", json={"prompt": "x"})
     assert resp.status_code == 503 and resp.headers["retry-after"] == "10"
     assert error_of(resp)["code"] == "model_loading"
+
+
+def test_loading_until_the_ar_server_answers_too(make_gateway, behaviour):
+    """With an AR server (GLM_AR, possibly still loading beside SGLang) /health should stay 'loading' and
+    name it, and no test generation should be sent, until its /health answers 200; then ready."""
+    ar_behaviour = Behaviour(health=503)
+    ar = Served(create_fake(ar_behaviour))
+    try:
+        gw = make_gateway(wait_ready=False, ar_health=f"{ar.url}/health")
+        deadline = time.monotonic() + 60
+        while (health := gw.client.get("/health")).json()["detail"] != "the AR server: /health 503":
+            assert time.monotonic() < deadline, health.text
+            time.sleep(0.02)
+        assert health.status_code == 503 and health.json()["status"] == "loading"
+        assert not forwarded(behaviour, "/v1/images/generations")
+        ar_behaviour.health = 200
+        gw.wait_ready()
+        assert forwarded(behaviour, "/v1/images/generations")
+    finally:
+        ar.stop()
 
 
 def test_ready_after_test_generation(make_gateway, behaviour):

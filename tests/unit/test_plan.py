@@ -160,6 +160,25 @@ def test_glm_ar_srt_gets_a_share_of_the_gpu(library):
     assert any("--mem-fraction-static" in note for note in srt.notes)
 
 
+@pytest.mark.parametrize("mem", [H200, H100])
+def test_glm_ar_started_together_plans_the_same_memory(library, mem):
+    """GLM_AR_START=together: both servers start at once, the AR server with a 0.95 share and its KV cache
+    capped at 16384 tokens; the plan's estimate is the same as starting one after the other, and says so."""
+    model = library["glm-image"]
+    after = make_plan(settings(glm_ar="srt"), model, machine(mem=mem), plugin=True)
+    together = make_plan(settings(glm_ar="srt", glm_ar_start="together"), model, machine(mem=mem), plugin=True)
+    assert (after.ar_together, after.ar_max_tokens) == (False, None)
+    assert (together.ar_together, together.ar_mem_fraction, together.ar_max_tokens) == (True, 0.95, 16384)
+    assert together.gpu_need_bytes == after.gpu_need_bytes
+    assert any("started together with the diffusion server" in n and "16384 tokens" in n for n in together.notes)
+
+
+def test_glm_ar_start_together_leaves_a_running_server_alone(library):
+    """GLM_AR_START=together with GLM_AR=<url>: that server is not started here, so nothing starts together."""
+    plan = make_plan(settings(glm_ar="http://ar:30000", glm_ar_start="together"), library["glm-image"], machine())
+    assert not plan.ar_together and plan.ar_max_tokens is None
+
+
 @pytest.mark.parametrize("key", ["wan2.2-ti2v-5b", "wan2.2-t2v-a14b"])
 def test_glm_ar_srt_refused_for_wan(library, key):
     """GLM_AR=srt on a model without an AR stage should say it applies to GLM-Image only."""

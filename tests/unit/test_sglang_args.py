@@ -6,7 +6,7 @@ import pytest
 
 from fakemodels import make
 from glm_image_sglang import models, sglang_args
-from glm_image_sglang.plan import Plan
+from glm_image_sglang.plan import Gpu, Machine, Plan, make_plan
 from glm_image_sglang.settings import MAX_STEPS_LIMIT, Settings
 
 pytestmark = pytest.mark.unit
@@ -217,5 +217,19 @@ def test_ar_server_on_the_cpu_gets_a_small_kv_cache(tmp_path):
     reserves 71 % of host RAM), and no GPU share."""
     model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
     s = Settings.from_env({"MODEL_PATH": str(model.path), "GLM_AR": "srt", "REQUIRE_GPU": "false"})
-    a = sglang_args.build_ar(s, model, Plan(0, False, 1, 1, "none", 0, 0), 32000)
+    a = sglang_args.build_ar(s, model, make_plan(s, model, Machine((), "none", None)), 32000)
     assert (flag(a, "--device"), flag(a, "--max-total-tokens")) == ("cpu", "8192") and "--mem-fraction-static" not in a
+
+
+def test_ar_server_started_together_caps_its_kv_cache(tmp_path):
+    """GLM_AR_START=together on a GPU: the AR server gets a large static share with its KV cache capped in
+    tokens, so a diffusion server loading beside it cannot starve its sizing; after-ready keeps its own."""
+    model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
+    h200 = Machine((Gpu(0, "H200", 143771 * 2**20),), "nvidia-smi", None)
+    env = {"MODEL_PATH": str(model.path), "GLM_AR": "srt"}
+    s = Settings.from_env({**env, "GLM_AR_START": "together"})
+    a = sglang_args.build_ar(s, model, make_plan(s, model, h200, plugin=True), 32000)
+    assert (flag(a, "--mem-fraction-static"), flag(a, "--max-total-tokens")) == ("0.95", "16384")
+    s = Settings.from_env(env)
+    a = sglang_args.build_ar(s, model, make_plan(s, model, h200, plugin=True), 32000)
+    assert float(flag(a, "--mem-fraction-static")) < 0.3 and "--max-total-tokens" not in a

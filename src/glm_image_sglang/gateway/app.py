@@ -58,6 +58,7 @@ class Gateway:
         self.draining_since: float | None = None
         self.fetched: set[str] = set()  # videos downloaded during the drain
         self.edits_off: str | None = None  # why edits are refused in this deployment (GLM_AR=srt)
+        self.ar_health: str | None = None  # GLM_AR: the AR server's /health, part of readiness
 
     def require_ready(self) -> None:
         if self.draining_since is not None:
@@ -117,12 +118,15 @@ def create_app(
     ready_timeout: float = 0,
     model_name: str | None = None,
     edits_off: str | None = None,
+    ar_health: str | None = None,
 ) -> Starlette:
     """ready_timeout: seconds the first test generation may take (the launcher's STARTUP_TIMEOUT; 0: no
     limit); model_name: the id /v1/models reports (default the model's repo name); edits_off: why
-    /v1/images/edits is refused here (None: edits are served)."""
+    /v1/images/edits is refused here (None: edits are served); ar_health: the AR server's /health URL, which
+    must answer 200 too before the test generation and while serving."""
     gw = Gateway(upstream, settings, variant, ready_timeout, model_name)
     gw.edits_off = edits_off
+    gw.ar_health = ar_health
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -47,10 +47,14 @@ async def probe_forever(gw: Gateway) -> None:
     """loading -> warming (the test generation) -> ready; failed (retried) when the generation fails."""
     while True:
         status = await gw.upstream.health()
+        who = "the model server"
+        if status == 200 and gw.ar_health is not None:  # GLM_AR: the AR server may still load beside it
+            status = await gw.upstream.health(gw.ar_health)
+            who = "the AR server"
         if status != 200:
             if gw.ready.state == "ready":
-                log.error("the model server stopped answering /health (%s); not ready", status)
-            gw.ready.set("loading", "the model server is loading" if status is None else f"/health {status}")
+                log.error("%s stopped answering /health (%s); not ready", who, status)
+            gw.ready.set("loading", f"{who} is loading" if status is None else f"{who}: /health {status}")
             gw.metrics.ready.set(0)
             await asyncio.sleep(HEALTH_POLL_SECONDS)
             continue

@@ -72,6 +72,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--served-model-name", help="the model id /v1/models reports (default: its repo name)")
     parser.add_argument("--edits-off", metavar="REASON", help="answer /v1/images/edits with 400 and this reason")
+    parser.add_argument(
+        "--ar-health", metavar="URL", help="the AR server's /health (GLM_AR): ready only while it answers 200 too"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
     try:
@@ -100,7 +103,9 @@ def main(argv: list[str]) -> int:
             args.host,
             args.port,
         )
-    app = create_app(args.upstream, settings, variant, args.ready_timeout, args.served_model_name, args.edits_off)
+    app = create_app(
+        args.upstream, settings, variant, args.ready_timeout, args.served_model_name, args.edits_off, args.ar_health
+    )
     config = uvicorn.Config(
         app,
         host=args.host,

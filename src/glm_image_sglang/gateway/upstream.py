@@ -182,9 +182,9 @@ class Upstream:
             return {}
         return {str(j.get("id")): str(j.get("status")) for j in jobs if isinstance(j, dict)}
 
-    async def health(self) -> int | None:
-        """SGLang's /health status; None while nothing answers."""
+    async def health(self, url: str | None = None) -> int | None:
+        """SGLang's /health status (or that of url); None while nothing answers."""
         try:
-            return (await self.http.get(self.url + "/health", timeout=5)).status_code
+            return (await self.http.get(url or self.url + "/health", timeout=5)).status_code
         except httpx.HTTPError:
             return None
