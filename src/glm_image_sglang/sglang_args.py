@@ -138,9 +138,9 @@ def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> lis
 
 # PRESET=fast: Cache-DiT (SGLang's integration, configured by environment) with a fixed step mask, so the
 # speed-up is the same for any prompt or weights (a dynamic threshold on random test weights would say
-# nothing of real ones). Each DiT computes steps 1-6 in full, caches step 7 (SCM bins: compute 6, cache 1), then
-# computes 2 of every 5 (compute 2, cache 3: SGLang's "medium" SCM pattern, continued). The bins must cover the largest
-# step count a request may ask for (the largest MAX_STEPS), else SGLang fails the request.
+# nothing of real ones). Each DiT computes steps 1-6 in full, caches step 7 (SCM bins: compute 6, cache 1),
+# then computes 2 of every 5 (compute 2, cache 3: SGLang's "medium" SCM pattern, continued). The bins must
+# cover the largest step count a request may ask for (the largest MAX_STEPS), else SGLang fails the request.
 _FAST_PAIRS = 1 + (MAX_STEPS_LIMIT - 7 + 4) // 5
 FAST_PRESET_ENV = {
     "SGLANG_CACHE_DIT_ENABLED": "true",
