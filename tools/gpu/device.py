@@ -183,15 +183,24 @@ def wait_built(key: str, limit: float) -> bool:
 
 
 class Sampler(threading.Thread):
-    """Peak host RSS of a process tree and GPU memory used, every 0.5 s."""
+    """Peak host memory of a process tree and GPU memory used, every 0.5 s. Host memory three ways: RSS
+    summed over the processes (what earlier tables report; it counts shared pages once per process: the
+    CUDA libraries every SGLang process maps, a checkpoint mmapped by several ranks), PSS (shared pages
+    divided among their processes: what the tree really holds) and anonymous RSS (private memory, which a
+    pod's limit cannot reclaim, unlike file pages)."""
 
     def __init__(self, root_pid: int, gpu_offset_mib: int = 0) -> None:
         super().__init__(daemon=True)
         self.root, self.stop_flag, self.gpu_offset_mib = root_pid, False, gpu_offset_mib
-        self.peak_rss, self.peak_gpu_mib, self.samples = 0, 0, 0
+        self.peak = {"rss": 0, "pss": 0, "anon": 0}
+        self.peak_gpu_mib, self.samples = 0, 0
         self.marks: dict[str, tuple[int, int]] = {}
 
-    def tree_rss(self) -> int:
+    @property
+    def peak_rss(self) -> int:
+        return self.peak["rss"]
+
+    def tree(self) -> list[int]:
         kids: dict[int, list[int]] = {}
         for p in os.listdir("/proc"):
             if p.isdigit():
@@ -200,28 +209,40 @@ class Sampler(threading.Thread):
                     kids.setdefault(ppid, []).append(int(p))
                 except (OSError, ValueError, IndexError):
                     pass
-        todo, total = [self.root], 0
+        todo, pids = [self.root], []
         while todo:
             pid = todo.pop()
+            pids.append(pid)
             todo += kids.get(pid, [])
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-            except OSError:
-                pass
+        return pids
+
+    def tree_memory(self) -> dict[str, int]:
+        """Bytes of RSS, PSS and anonymous RSS summed over the tree (a process that exits meanwhile counts 0)."""
+        fields = {"VmRSS:": "rss", "RssAnon:": "anon", "Pss:": "pss"}
+        total = dict.fromkeys(fields.values(), 0)
+        for pid in self.tree():
+            for source in (f"/proc/{pid}/status", f"/proc/{pid}/smaps_rollup"):
+                try:
+                    for line in Path(source).read_text().splitlines():
+                        key = line.split(maxsplit=1)[0] if line else ""
+                        if key in fields and (key != "Pss:" or source.endswith("smaps_rollup")):
+                            total[fields[key]] += int(line.split()[1]) * 1024
+                except (OSError, ValueError, IndexError):
+                    pass
         return total
 
     def run(self) -> None:
         while not self.stop_flag:
-            rss = self.tree_rss()
+            memory = self.tree_memory()
             try:
                 q = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                                    capture_output=True, text=True)  # fmt: skip
                 gpu = sum(int(x) for x in q.stdout.split() if x.isdigit()) - self.gpu_offset_mib
             except FileNotFoundError:  # the CPU rehearsal
                 gpu = 0
-            self.peak_rss, self.peak_gpu_mib = max(self.peak_rss, rss), max(self.peak_gpu_mib, gpu)
+            for key, value in memory.items():
+                self.peak[key] = max(self.peak[key], value)
+            self.peak_gpu_mib = max(self.peak_gpu_mib, gpu)
             self.samples += 1
             time.sleep(0.5)
 
@@ -230,7 +251,9 @@ class Sampler(threading.Thread):
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "peak_rss_gb": round(self.peak_rss / 1e9, 1),
+            "peak_rss_gb": round(self.peak["rss"] / 1e9, 1),
+            "peak_pss_gb": round(self.peak["pss"] / 1e9, 1),
+            "peak_anon_gb": round(self.peak["anon"] / 1e9, 1),
             "peak_gpu_gib": round(self.peak_gpu_mib / 1024, 1),
         }
         for name, (rss, gpu) in self.marks.items():
@@ -731,6 +754,7 @@ def run_compare(key: str, sides: dict[str, dict[str, str]], steps: int | None, b
         table.append({"side": side, "settings": extra, "ok": request.get("ok"), "seconds": request.get("seconds"),
                       "s_per_step": per_step[-1] if len(per_step) > 1 else None,
                       "ready_s": s.result.get("health_200_s"), "peak_rss_gb": memory["peak_rss_gb"],
+                      "peak_pss_gb": memory["peak_pss_gb"], "peak_anon_gb": memory["peak_anon_gb"],
                       "peak_gpu_gib": memory["peak_gpu_gib"]})  # fmt: skip
     result: dict[str, Any] = {"model": key, "size": body["size"], "frames": frames, "steps": steps,
                               "common": common, "runs": table}  # fmt: skip
@@ -791,14 +815,16 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
         ready = r.get("health_200_s") if side == "ours" else r.get("warmup_done_s")
         row = {"run": run, "ready_s": ready, "sglang_health_s": r.get("sglang_health_s") or r.get("health_200_s"),
                "requests_s": [q.get("seconds") for q in r["requests"]], "ok": [q.get("ok") for q in r["requests"]],
-               "peak_rss_gb": r["memory"]["peak_rss_gb"], "peak_gpu_gib": r["memory"]["peak_gpu_gib"],
+               "peak_rss_gb": r["memory"]["peak_rss_gb"], "peak_pss_gb": r["memory"]["peak_pss_gb"],
+               "peak_anon_gb": r["memory"]["peak_anon_gb"], "peak_gpu_gib": r["memory"]["peak_gpu_gib"],
                "compile_lines": r.get("compile_lines", {}).get("count"), "phases": r.get("phases")}  # fmt: skip
         table.append(row)
         (OUT / f"starts-{key}.json").write_text(json.dumps(table, indent=1))
     log(f"start-up comparison, {key} (ready: ours = proven /health 200, stock = its warm-up done):")
     for row in table:
         log(f"  {row['run']:11} ready {row['ready_s']} s (SGLang /health {row['sglang_health_s']} s), requests "
-            f"{row['requests_s']} ok {row['ok']}, RSS {row['peak_rss_gb']} GB, GPU {row['peak_gpu_gib']} GiB, "
+            f"{row['requests_s']} ok {row['ok']}, RSS {row['peak_rss_gb']} GB (PSS {row['peak_pss_gb']}, anon "
+            f"{row['peak_anon_gb']}), GPU {row['peak_gpu_gib']} GiB, "
             f"compile lines {row['compile_lines']}")  # fmt: skip
         log(f"  {'':11} {row['phases']}")
 
