@@ -325,21 +325,16 @@ def _ar_stage(
         notes.append(f"GLM-Image AR stage: srt on the CPU (KV cache for {max_tokens} tokens; {start})")
         host = AR_SRT_HOST
     else:
-        fraction, share = _ar_share(model, per_gpu)
+        fraction, share = _ar_share(model, per_gpu)  # what the plan counts, either way
         gpu, host = gpu + share, AR_SRT_HOST
+        cap = ""
         if together:
-            fraction = AR_TOGETHER_FRACTION
-            notes.append(
-                f"GLM-Image AR stage: srt, a second SGLang process {start}: --mem-fraction-static {fraction:.2f} "
-                f"with its KV cache capped at {max_tokens} tokens (planned {_fmt(share)} of the GPU: "
-                f"{_fmt(weights)} of weights, the rest KV cache and CUDA graphs)"
-            )
-        else:
-            notes.append(
-                f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f} "
-                f"({_fmt(share)} of the GPU: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs; "
-                f"{start})"
-            )
+            fraction, cap = AR_TOGETHER_FRACTION, f" and its KV cache capped at {max_tokens} tokens"
+        notes.append(
+            f"GLM-Image AR stage: srt, a second SGLang process with --mem-fraction-static {fraction:.2f}{cap} "
+            f"({_fmt(share)} of the GPU planned: {_fmt(weights)} of weights, the rest KV cache and CUDA graphs; "
+            f"{start})"
+        )
     notes.append(
         "edits: in-process, the AR model also in the diffusion server (the image's SGLang plugin)"
         if plugin

@@ -218,15 +218,15 @@ class Sampler(threading.Thread):
 
     def tree_memory(self) -> dict[str, int]:
         """Bytes of RSS, PSS and anonymous RSS summed over the tree (a process that exits meanwhile counts 0)."""
-        fields = {"VmRSS:": "rss", "RssAnon:": "anon", "Pss:": "pss"}
-        total = dict.fromkeys(fields.values(), 0)
+        sources = {"status": {"VmRSS:": "rss", "RssAnon:": "anon"}, "smaps_rollup": {"Pss:": "pss"}}
+        total = {"rss": 0, "anon": 0, "pss": 0}
         for pid in self.tree():
-            for source in (f"/proc/{pid}/status", f"/proc/{pid}/smaps_rollup"):
+            for source, fields in sources.items():
                 try:
-                    for line in Path(source).read_text().splitlines():
-                        key = line.split(maxsplit=1)[0] if line else ""
-                        if key in fields and (key != "Pss:" or source.endswith("smaps_rollup")):
-                            total[fields[key]] += int(line.split()[1]) * 1024
+                    for line in Path(f"/proc/{pid}/{source}").read_text().splitlines():
+                        parts = line.split()
+                        if parts and parts[0] in fields:
+                            total[fields[parts[0]]] += int(parts[1]) * 1024
                 except (OSError, ValueError, IndexError):
                     pass
         return total
