@@ -80,7 +80,10 @@ DIT_OFFLOAD_HOST_FACTOR = 1.5
 # GLM-Image peaked at 45.8 GiB for 33.3 GiB of weights (H200, FA3, 1152x864 and 1024x1024 edits).
 ACTIVATION_HEADROOM = {"video": 28 * GiB, "image": 13 * GiB}
 
-OFFLOAD_ORDER = ("none", "text-encoder", "dit-layerwise")
+# auto tries these in order and takes the first that fits the GPU; expert-swap only for two-expert models
+# where SGLang loads the image's plugin (A14B on an emulated 80 GB card: 16.4 s/step at 720p against
+# dit-layerwise's 18.75 on an H100, 65 GB host PSS against 123 GB RSS; docs/benchmarks.md).
+OFFLOAD_ORDER = ("none", "text-encoder", "expert-swap", "dit-layerwise")
 
 # GLM_AR=srt: SGLang's LLM runtime holds the AR model's bf16 weights plus its KV cache and CUDA graphs in a
 # static share of the GPU (--mem-fraction-static). A GLM-Image request needs ~1300 tokens of KV cache,
@@ -106,9 +109,9 @@ def gpu_bytes(model: ModelInfo, component: str) -> int:
     return comp.params * _bytes_per_param(component, key)
 
 
-def estimate(model: ModelInfo, offload: str) -> tuple[int, int]:
-    """(peak GPU bytes per GPU, peak host bytes) for an offload mode. Every GPU holds all weights:
-    CFG-parallel and Ulysses split activations, not weights."""
+def estimate(model: ModelInfo, offload: str, ranks: int = 1) -> tuple[int, int]:
+    """(peak GPU bytes per GPU, peak host bytes) for an offload mode on `ranks` GPUs. Every GPU holds all
+    weights: CFG-parallel and Ulysses split activations, not weights."""
     gpu_parts = [c.name for c in model.components if c.weight_bytes or c.params]
     on_host: list[str] = []
     host_factor = 1.0
@@ -119,10 +122,15 @@ def estimate(model: ModelInfo, offload: str) -> tuple[int, int]:
         host_factor = DIT_OFFLOAD_HOST_FACTOR
     kind = model.variant.output if model.variant else "video"
     if offload == "expert-swap":
-        # SGLang loads both experts to the GPU, then one is parked in an exactly sized host buffer
+        # SGLang loads both experts to the GPU, then one is parked in an exactly sized host buffer. The
+        # text encoder waits in host RAM (SGLang's offload moves it in for each prompt): with it on the GPU
+        # too, the load ran out of an 80 GB card (72 GiB allocated, 2026-11-30). Serving peaks with the
+        # one expert, the text encoder in for a prompt and the activations: 73.2 GiB reserved at 720p.
         expert = max((gpu_bytes(model, n) for n in model.dit_names), default=0)
         weights = sum(gpu_bytes(model, n) for n in gpu_parts)
-        return max(weights, weights - expert + ACTIVATION_HEADROOM[kind]), HOST_BASE + expert
+        encoder = sum(gpu_bytes(model, n) for n in gpu_parts if n.startswith("text_encoder"))
+        gpu = max(weights - encoder, weights - expert + ACTIVATION_HEADROOM[kind])
+        return gpu, HOST_BASE + ranks * (expert + encoder)  # each rank parks its own copies
     gpu = sum(gpu_bytes(model, n) for n in gpu_parts if n not in on_host) + ACTIVATION_HEADROOM[kind]
     if offload in ("dit-layerwise", "dit"):
         # the layers in flight and the largest non-DiT component stay on the GPU
@@ -219,13 +227,17 @@ def make_plan(
                 f"holds the rest): planned for {_fmt(g.usable_bytes)}"
             )
     if settings.offload == "auto":
-        for mode in OFFLOAD_ORDER:
-            gpu, host = estimate(model, mode)
+        swaps = len(model.dit_names) == 2 and plugin
+        for mode in (m for m in OFFLOAD_ORDER if m != "expert-swap" or swaps):
+            gpu, host = estimate(model, mode, n)
+            limit = machine.host_memory_limit
+            if mode == "expert-swap" and limit is not None and host > limit:
+                continue  # one parked copy per rank: several GPUs can need more than the pod has
             if gpu <= per_gpu:
                 offload = mode
                 break
         else:
-            gpu, host = estimate(model, "dit-layerwise")
+            gpu, host = estimate(model, "dit-layerwise", n)
             raise ResourceError(
                 f"{model.display_name} needs about {_fmt(gpu)} per GPU even with the DiT offloaded layer by layer, "
                 f"but the GPU has {_fmt(per_gpu)}. Use a GPU with more memory."
@@ -237,7 +249,7 @@ def make_plan(
     else:
         offload = settings.offload
         _check_offload(offload, model, plugin)
-        gpu, host = estimate(model, offload)
+        gpu, host = estimate(model, offload, n)
     ar = _ar_stage(settings, model, per_gpu, gpu, plugin, srt_encoder, notes)
     preset = _preset(settings, model, notes)
     return Plan(

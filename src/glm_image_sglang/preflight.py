@@ -179,7 +179,7 @@ def check_resources(settings: Settings, plan: Plan, machine: Machine, model_name
             "Raise the memory limit, or serve it on GPUs with more memory so that OFFLOAD=auto keeps it there "
             "(host RAM then stays near 8 GiB; Wan2.2-A14B needs a 141 GB GPU such as an H200 for that)."
         )
-        if settings.preflight == "enforce" and plan.offload in ("dit-layerwise", "dit"):
+        if settings.preflight == "enforce" and plan.offload in ("expert-swap", "dit-layerwise", "dit"):
             raise ResourceError(message + " Set PREFLIGHT=warn to start anyway.")
         warn(message)
     if plan.num_gpus and machine.gpus:

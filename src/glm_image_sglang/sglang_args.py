@@ -24,7 +24,9 @@ OPTIONAL_FLAGS = ("--http-graceful-shutdown-timeout", "--served-model-name", "--
 OFFLOAD_SWITCHES: dict[str, dict[str, bool]] = {
     "none": {},
     "text-encoder": {"--text-encoder-cpu-offload": True},
-    "expert-swap": {},  # loaded resident; the plugin parks one expert in host RAM (GLM_IMAGE_EXPERT_SWAP=on)
+    # loaded resident; the plugin parks one expert in host RAM (GLM_IMAGE_EXPERT_SWAP=on); the text encoder
+    # waits there too, or the load runs out of an 80 GB card (plan.estimate)
+    "expert-swap": {"--text-encoder-cpu-offload": True},
     "dit-layerwise": {"--text-encoder-cpu-offload": True, "--dit-layerwise-offload": True},
     "dit": {"--text-encoder-cpu-offload": True, "--dit-cpu-offload": True},
 }

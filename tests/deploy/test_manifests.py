@@ -205,16 +205,15 @@ def test_replicas_find_each_other(overlay):
 def test_model_overlay_matches_the_launcher(key, tmp_path):
     """Each model's overlay should name its folder, give the shutdown drain its grace period, let the
     launcher time out before the startupProbe, and have a memory limit the pre-flight accepts on one
-    80 GB GPU (the plan's host estimate for the full-size model)."""
+    80 GB GPU (the plan's host estimate for the full-size model, with the plugin the image's SGLang loads)."""
     pod, container, env = server(f"openshift/{key}")
     assert env["MODEL_PATH"] == f"/app/models/{models.VARIANTS[key].name}"
     assert pod["terminationGracePeriodSeconds"] == int(env["GRACEFUL_SHUTDOWN_TIMEOUT"]) + 15
     startup = container["startupProbe"]
     assert int(env["STARTUP_TIMEOUT"]) == startup["failureThreshold"] * startup["periodSeconds"] - 30
     settings = Settings.from_env({k: v for k, v in env.items() if k != "API_KEY_FILE"})
-    plan = make_plan(
-        settings, models.inspect(make(tmp_path / key, key)), Machine((Gpu(0, "H100", H100),), "test", None)
-    )
+    h100 = Machine((Gpu(0, "H100", H100),), "test", None)
+    plan = make_plan(settings, models.inspect(make(tmp_path / key, key)), h100, plugin=True)  # the image's SGLang
     limit = quantity(container["resources"]["limits"]["memory"])
     assert limit >= plan.host_need_bytes, f"{limit / 2**30:.0f} GiB < the plan's {plan.host_need_bytes / 2**30:.0f} GiB"
     assert quantity(container["resources"]["requests"]["memory"]) <= limit

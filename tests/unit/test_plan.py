@@ -32,11 +32,38 @@ def library(tmp_path_factory):
 
 @pytest.mark.parametrize("key", ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b"])
 def test_a14b_on_h100_streams_the_dit(library, key):
-    """A14B on one 80 GB GPU should stream the DiT: with both experts resident the 720p VAE decode and
-    the I2V encode ran out of GPU memory on an H100 (docs/benchmarks.md)."""
+    """A14B on one 80 GB GPU where SGLang loads no plugin should stream the DiT: with both experts resident
+    the 720p VAE decode and the I2V encode ran out of GPU memory on an H100 (docs/benchmarks.md)."""
     plan = make_plan(settings(), library[key], machine())
     assert plan.offload == "dit-layerwise"
     assert plan.host_need_bytes > 64 * GiB  # and it says so: the 64Gi pod limit is too small for this
+
+
+@pytest.mark.parametrize("key", ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b"])
+def test_a14b_on_h100_swaps_experts_with_the_plugin(library, key):
+    """A14B on one 80 GB GPU with the image's plugin should keep one expert on the GPU (expert-swap: 720p
+    served on an emulated 80 GB card, 65 GB host), inside a 64Gi pod's limit."""
+    plan = make_plan(settings(), library[key], machine(), plugin=True)
+    assert plan.offload == "expert-swap"
+    assert plan.host_need_bytes < 64 * GiB
+    assert any(note.startswith("offload: expert-swap (auto") for note in plan.notes)
+
+
+def test_expert_swap_host_memory_per_rank(library):
+    """Each rank parks its own expert and text encoder: four H100s need four times the parked bytes."""
+    model = library["wan2.2-t2v-a14b"]
+    one = make_plan(settings(), model, machine(n=1), plugin=True)
+    four = make_plan(settings(), model, machine(n=4), plugin=True)
+    assert four.offload == "expert-swap"
+    assert four.host_need_bytes - 8 * GiB == 4 * (one.host_need_bytes - 8 * GiB)
+    assert four.gpu_need_bytes == one.gpu_need_bytes
+
+
+def test_expert_swap_skipped_past_the_host_limit(library):
+    """auto should not pick expert-swap when its parked copies exceed the known host memory limit (four
+    ranks in a 144Gi pod): the layerwise stream, as before."""
+    plan = make_plan(settings(), library["wan2.2-t2v-a14b"], machine(n=4, host=144 * GiB), plugin=True)
+    assert plan.offload == "dit-layerwise"
 
 
 def test_a14b_on_h200_fully_resident(library):
@@ -138,11 +165,11 @@ def test_cpu_allowed_when_not_required(library):
 def test_offload_estimates_ordered(library):
     """More offload should mean less GPU memory and more host memory."""
     model = library["wan2.2-t2v-a14b"]
-    modes = ["none", "text-encoder", "dit-layerwise"]
+    modes = ["none", "text-encoder", "expert-swap", "dit-layerwise"]
     gpu = [estimate(model, m)[0] for m in modes]
     host = [estimate(model, m)[1] for m in modes]
     assert gpu == sorted(gpu, reverse=True) and host == sorted(host)
-    assert 85 * GiB < host[2] < 130 * GiB  # stock layerwise offload measured 93.7 GB RSS
+    assert 85 * GiB < host[3] < 130 * GiB  # stock layerwise offload measured 93.7 GB RSS
 
 
 def test_glm_ar_srt_gets_a_share_of_the_gpu(library):
@@ -257,16 +284,19 @@ def test_glm_ar_auto_is_silent_for_wan(library):
 
 @pytest.mark.parametrize("key", ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b"])
 def test_expert_swap_holds_one_expert_on_each_side(library, key):
-    """OFFLOAD=expert-swap: the GPU holds every weight at load and one expert fewer (plus the activations)
-    when serving, whichever is more; host RAM holds one expert beside the base, inside a 64Gi pod."""
+    """OFFLOAD=expert-swap: the GPU holds both experts at load and one expert fewer (plus the text encoder
+    for a prompt and the activations) when serving, whichever is more; host RAM holds one expert and the
+    fp32 text encoder beside the base, inside a 64Gi pod."""
     model = library[key]
     plan = make_plan(settings(offload="expert-swap"), model, machine(mem=H100), plugin=True)
     weights, _ = estimate(model, "none")
     expert = max(c.params for c in model.components if c.name.startswith("transformer")) * 2
+    encoder = next(c.params for c in model.components if c.name == "text_encoder") * 4
     assert plan.offload == "expert-swap"
-    assert plan.gpu_need_bytes == max(weights - 28 * GiB, weights - expert)  # none's estimate has the headroom
+    # none's estimate has the headroom
+    assert plan.gpu_need_bytes == max(weights - 28 * GiB - encoder, weights - expert)
     assert plan.gpu_need_bytes <= H100
-    assert plan.host_need_bytes == 8 * GiB + expert < 48 * 10**9
+    assert plan.host_need_bytes == 8 * GiB + expert + encoder < 64 * GiB
 
 
 @pytest.mark.parametrize(

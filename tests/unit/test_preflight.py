@@ -85,11 +85,12 @@ def machine(host_limit, gpu_mem=80 * GiB):
     return Machine((Gpu(0, "GPU", gpu_mem),), "nvidia-smi", host_limit)
 
 
-def test_offload_over_host_limit_refused():
-    """Layerwise offload needing more host RAM than the pod limit should stop the start (the field's OOMKill)."""
+@pytest.mark.parametrize("offload", ["expert-swap", "dit-layerwise"])
+def test_offload_over_host_limit_refused(offload):
+    """An offload mode needing more host RAM than the pod limit should stop the start (the field's OOMKill)."""
     s = Settings.from_env({"MODEL_PATH": "/m"})
     with pytest.raises(ResourceError, match=r"needs about 100.0 GiB of host RAM .* limit is 64.0 GiB.*OOMKilled"):
-        preflight.check_resources(s, plan("dit-layerwise", 100 * GiB, 10 * GiB), machine(64 * GiB), "Wan")
+        preflight.check_resources(s, plan(offload, 100 * GiB, 10 * GiB), machine(64 * GiB), "Wan")
 
 
 def test_host_limit_warn_mode(capsys):

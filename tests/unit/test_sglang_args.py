@@ -63,6 +63,7 @@ def test_glm_image_named_folder_used_directly(tmp_path):
     [
         ("none", set()),
         ("text-encoder", {"--text-encoder-cpu-offload"}),
+        ("expert-swap", {"--text-encoder-cpu-offload"}),  # the experts are the plugin's (GLM_IMAGE_EXPERT_SWAP)
         ("dit-layerwise", {"--text-encoder-cpu-offload", "--dit-layerwise-offload"}),
     ],
 )
