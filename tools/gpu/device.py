@@ -976,6 +976,36 @@ def matmul() -> None:
     log((r.stdout or r.stderr).strip()[-500:])
 
 
+def swapbench(gib: float) -> None:
+    """The plugin's ExpertSwap on its own: two experts of `gib` GiB of bf16 tensors (A14B: 26.6, 400 blocks'
+    worth of 64 MiB-ish tensors), each direction timed with the GPU idle before it, then both experts'
+    checksums against their originals. Explains swap times logged mid-request (queued GPU work counts there)."""
+    code = (
+        "import sys, time, torch\n"
+        f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
+        "from glm_image_sglang.expert_swap import ExpertSwap\n"
+        f"n = max(1, int({gib} * 2**30 / (2 * 4096 * 8192)))\n"
+        "def expert(seed):\n"
+        "    g = torch.Generator(device='cuda').manual_seed(seed)\n"
+        "    m = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(4096, 8192, device='cuda', "
+        "dtype=torch.bfloat16, generator=g), requires_grad=False) for _ in range(n)])\n"
+        "    return m, [float(p.float().sum()) for p in m]\n"
+        "a, sum_a = expert(1); b, sum_b = expert(2)\n"
+        "t = time.perf_counter(); swap = ExpertSwap(a, b); torch.cuda.synchronize()\n"
+        'print(f\'{n} tensors, {swap.host.numel() / 2**30:.1f} GiB parked ({"pinned" if swap.pinned else '
+        '"pageable"}) in {time.perf_counter() - t:.1f} s\')\n'
+        "for k, m in enumerate([b, a, b, a]):\n"
+        "    torch.cuda.synchronize(); t = time.perf_counter(); swap.make(m); torch.cuda.synchronize()\n"
+        '    print(f\'swap {k + 1} to {"b" if m is b else "a"}: {time.perf_counter() - t:.2f} s\')\n'
+        "ok_b = [round(float(p.float().sum()), 0) for p in b] == [round(x, 0) for x in sum_b]\n"
+        "swap.make(b)\n"
+        "ok_a = [round(float(p.float().sum()), 0) for p in a] == [round(x, 0) for x in sum_a]\n"
+        "print(f'a keeps its weights: {ok_a}; b keeps its weights: {ok_b}')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
+    log((r.stdout + r.stderr).strip()[-3000:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -1010,6 +1040,8 @@ def main() -> int:
         p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for our launcher")
         p.add_argument("--plugin", action="store_true", help="our SGLang children apply the image's plugin (0.5.16)")
     sub.add_parser("matmul")
+    sb = sub.add_parser("swapbench", help="the expert swap alone: each direction timed with the GPU idle")
+    sb.add_argument("--gib", type=float, default=26.6)
     fb = sub.add_parser("fa2-build", help="compile the carried flash-attn sdist in the background")
     fb.add_argument("--archs", default="90")
     fb.add_argument("--jobs", type=int, default=12)
@@ -1030,6 +1062,8 @@ def main() -> int:
         return 0 if wait_built(args.key, args.limit) else 1
     elif args.cmd == "matmul":
         matmul()
+    elif args.cmd == "swapbench":
+        swapbench(args.gib)
     elif args.cmd == "fa2-build":
         fa2_build(args.archs, args.jobs)
     elif args.cmd == "fa2-check":
