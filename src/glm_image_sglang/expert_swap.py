@@ -6,6 +6,13 @@ RAM (SGLang's --dit-cpu-offload, 124 GB RSS measured) or streamed layer by layer
 A14B runs its high-noise expert (`transformer`) for the first steps and its low-noise expert
 (`transformer_2`) after the boundary, so a request swaps at most twice. The patch wraps SGLang's
 DenoisingStage._select_and_manage_model (0.5.16 to 0.5.23), which picks the expert for each step.
+
+SGLang's residency manager (ResidentStrategy.prepare_for_use, 0.5.16 to 0.5.23) calls `module.to(gpu)` on the
+expert a step is about to use whenever its first parameter is not on the GPU, before the selection returns:
+on the parked expert that copied it to the GPU beside the resident one (both experts resident after the first
+boundary, the host buffer orphaned: seen on an H200 as a 0.05 s "swap" of device-to-device copies). So each
+swapped expert's `to()` is guarded: a move to the swap's device makes that expert resident through the swap,
+a move elsewhere is ignored (the swap owns placement), and anything else (a dtype cast) is torch's own.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ class ExpertSwap:
     """Two modules of the same architecture, one resident on `device`, the other parked in host RAM; make()
     swaps their weights in place, so each module computes with its own weights whenever it is resident."""
 
-    def __init__(self, resident: Any, parked: Any) -> None:
+    def __init__(self, resident: Any, parked: Any, names: tuple[str, str] = ("expert 1", "expert 2")) -> None:
         import torch
 
         pairs = list(zip(resident.named_parameters(), parked.named_parameters(), strict=True))
@@ -35,6 +42,7 @@ class ExpertSwap:
             if name_a != name_b or a.shape != b.shape or a.dtype != b.dtype:
                 raise ValueError(f"experts differ at {name_a} {tuple(a.shape)} / {name_b} {tuple(b.shape)}")
         self.modules = (resident, parked)
+        self.names = names
         self.pairs = [(a, b) for (_, a), (_, b) in pairs]
         self.device = self.pairs[0][0].device
         self.resident = resident
@@ -50,7 +58,9 @@ class ExpertSwap:
         self.staging: dict[Any, Any] = {}  # dtype -> a device buffer as large as that dtype's largest tensor
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        self.swaps, self.seconds = 0, 0.0
+        self.swaps, self.seconds, self.ignored_moves = 0, 0.0, 0
+        for module in self.modules:
+            module.to = _guarded_to(self, module)  # an instance attribute: shadows nn.Module.to for these two
 
     def _pin(self) -> bool:
         """Page-lock the host buffer in place (cudaHostRegister: no rounding up, unlike pin_memory()), so
@@ -73,7 +83,11 @@ class ExpertSwap:
             return
         if module not in self.modules:
             raise ValueError("not one of the swapped experts")
+        waited = time.monotonic()
+        if self.device.type == "cuda":  # the previous step's queued kernels first: the log times the copy alone
+            torch.cuda.current_stream(self.device).synchronize()
         t = time.monotonic()
+        waited = t - waited
         to_device = 1 if module is self.modules[1] else 0
         for pair in self.pairs:
             incoming, outgoing = pair[to_device], pair[1 - to_device]
@@ -87,7 +101,9 @@ class ExpertSwap:
             torch.cuda.current_stream(self.device).synchronize()
         self.resident = module
         self.swaps += 1
-        self.seconds += time.monotonic() - t
+        took = time.monotonic() - t
+        self.seconds += took
+        log(f"{self.names[to_device]} resident after {took:.2f} s (swap {self.swaps}; queued GPU work {waited:.2f} s)")
 
     def _staging(self, like: Any) -> Any:
         import torch
@@ -98,6 +114,29 @@ class ExpertSwap:
             largest = max(a.numel() for a, _ in self.pairs if a.dtype == like.dtype)
             buffer = self.staging[like.dtype] = torch.empty(largest, dtype=like.dtype, device=self.device)
         return buffer[:n].view(like.shape)
+
+
+def _guarded_to(swap: ExpertSwap, module: Any) -> Any:
+    """`module.to(...)` for a swapped expert: to the swap's device means resident through the swap; to another
+    device is ignored (logged once); a dtype cast or anything unparsable goes to torch's own Module.to."""
+    import torch
+
+    def to(*args: Any, **kwargs: Any) -> Any:
+        try:
+            device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        except (TypeError, RuntimeError):
+            return torch.nn.Module.to(module, *args, **kwargs)
+        first = next(module.parameters())
+        if device is None or (dtype is not None and dtype != first.dtype):
+            return torch.nn.Module.to(module, *args, **kwargs)
+        if torch.device(device).type == swap.device.type:
+            swap.make(module)
+        elif not swap.ignored_moves:
+            swap.ignored_moves += 1
+            log(f"a move of an expert to {device} ignored: the expert swap keeps the parked one in host RAM")
+        return module
+
+    return to
 
 
 def _aligned(nbytes: int) -> int:
@@ -125,19 +164,16 @@ def select_with_swap(original: Any) -> Any:
         swap = getattr(self, "_glm_image_sglang_expert_swap", None)
         if swap is None:
             t = time.monotonic()
-            parked = self.transformer_2 if model is self.transformer else self.transformer
-            swap = ExpertSwap(model, parked)
+            first = model is self.transformer
+            parked = self.transformer_2 if first else self.transformer
+            names = ("transformer", "transformer_2") if first else ("transformer_2", "transformer")
+            swap = ExpertSwap(model, parked, names)
             self._glm_image_sglang_expert_swap = swap
-            name = "transformer_2" if parked is self.transformer_2 else "transformer"
             kind = "pinned" if swap.pinned else "pageable"
             took = time.monotonic() - t
             size = swap.host.numel() / 2**30
-            log(f"{name} parked in host RAM ({size:.1f} GiB, {kind}) in {took:.1f} s{_gpu_in_use(swap)}")
-        before = swap.seconds
-        swap.make(model)
-        if swap.seconds != before:
-            name = "transformer" if model is self.transformer else "transformer_2"
-            log(f"{name} resident after {swap.seconds - before:.2f} s (swap {swap.swaps})")
+            log(f"{names[1]} parked in host RAM ({size:.1f} GiB, {kind}) in {took:.1f} s{_gpu_in_use(swap)}")
+        swap.make(model)  # usually done already: SGLang's residency manager moved it with to(), guarded
         return model, guidance
 
     select.__wrapped__ = original  # type: ignore[attr-defined]

@@ -125,7 +125,8 @@ def estimate(model: ModelInfo, offload: str, ranks: int = 1) -> tuple[int, int]:
         # SGLang loads both experts to the GPU, then one is parked in an exactly sized host buffer. The
         # text encoder waits in host RAM (SGLang's offload moves it in for each prompt): with it on the GPU
         # too, the load ran out of an 80 GB card (72 GiB allocated, 2026-11-30). Serving peaks with the
-        # one expert, the text encoder in for a prompt and the activations: 73.2 GiB reserved at 720p.
+        # one expert, the text encoder in for a prompt and the activations (73.2 GiB reserved at 720p with
+        # both experts on the GPU, before the plugin guarded SGLang's to(): an upper bound).
         expert = max((gpu_bytes(model, n) for n in model.dit_names), default=0)
         weights = sum(gpu_bytes(model, n) for n in gpu_parts)
         encoder = sum(gpu_bytes(model, n) for n in gpu_parts if n.startswith("text_encoder"))

@@ -41,6 +41,10 @@ swap.make(b)
 swap.make(a)
 out["a_right"] = torch.equal(run(a), ref_a)
 out["after_a"] = [parked(a), parked(b), swap.swaps]
+# SGLang's residency manager moves an expert it is about to use with module.to(device): through the swap
+out["to_b"] = [b.to("cpu", non_blocking=True) is b, parked(a), parked(b), swap.swaps]
+out["to_b_right"] = torch.equal(run(b), ref_b)
+out["to_meta"] = [a.to("meta") is a, parked(a), swap.swaps]  # another device: ignored, the swap owns placement
 out["host_bytes"] = swap.host.numel()
 out["param_bytes"] = sum(p.numel() * p.element_size() for p in b.parameters())
 try:
@@ -54,14 +58,17 @@ print(json.dumps(out))
 
 def test_swap_gives_each_expert_its_own_weights():
     """The parked expert's weights should live in the one host buffer; after make(b) b computes exactly its
-    own outputs with a parked, after make(a) the reverse, a second make(b) should not swap, and experts of
-    different dtypes should be refused."""
+    own outputs with a parked, after make(a) the reverse, a second make(b) should not swap; b.to(the swap's
+    device), as SGLang's residency manager calls it, should swap b in, a move elsewhere change nothing; and
+    experts of different dtypes should be refused."""
     proc = subprocess.run([str(E2E_PYTHON), "-c", SWAP_SCRIPT], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.splitlines()[-1])
     assert (out["b_parked"], out["a_parked"]) == (True, False)
     assert out["b_right"] and out["after_b"] == [True, False, 1]
     assert out["a_right"] and out["after_a"] == [False, True, 2]
+    assert out["to_b"] == [True, True, False, 3] and out["to_b_right"]
+    assert out["to_meta"] == [True, True, 3]
     assert out["param_bytes"] <= out["host_bytes"] < out["param_bytes"] + 6 * 256  # 6 tensors, 256-byte aligned
     assert out["mismatch"].startswith("experts differ at 0.weight")
 

@@ -989,7 +989,7 @@ def swapbench(gib: float) -> None:
         "    g = torch.Generator(device='cuda').manual_seed(seed)\n"
         "    m = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(4096, 8192, device='cuda', "
         "dtype=torch.bfloat16, generator=g), requires_grad=False) for _ in range(n)])\n"
-        "    return m, [float(p.float().sum()) for p in m]\n"
+        "    return m, [float(p.double().sum()) for p in m]\n"
         "a, sum_a = expert(1); b, sum_b = expert(2)\n"
         "t = time.perf_counter(); swap = ExpertSwap(a, b); torch.cuda.synchronize()\n"
         'print(f\'{n} tensors, {swap.host.numel() / 2**30:.1f} GiB parked ({"pinned" if swap.pinned else '
@@ -997,9 +997,9 @@ def swapbench(gib: float) -> None:
         "for k, m in enumerate([b, a, b, a]):\n"
         "    torch.cuda.synchronize(); t = time.perf_counter(); swap.make(m); torch.cuda.synchronize()\n"
         '    print(f\'swap {k + 1} to {"b" if m is b else "a"}: {time.perf_counter() - t:.2f} s\')\n'
-        "ok_b = [round(float(p.float().sum()), 0) for p in b] == [round(x, 0) for x in sum_b]\n"
+        "ok_b = [round(float(p.double().sum()), 3) for p in b] == [round(x, 3) for x in sum_b]\n"
         "swap.make(b)\n"
-        "ok_a = [round(float(p.float().sum()), 0) for p in a] == [round(x, 0) for x in sum_a]\n"
+        "ok_a = [round(float(p.double().sum()), 3) for p in a] == [round(x, 3) for x in sum_a]\n"
         "print(f'a keeps its weights: {ok_a}; b keeps its weights: {ok_b}')\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
