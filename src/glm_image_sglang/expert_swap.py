@@ -58,7 +58,7 @@ class ExpertSwap:
         self.staging: dict[Any, Any] = {}  # dtype -> a device buffer as large as that dtype's largest tensor
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        self.swaps, self.seconds, self.ignored_moves = 0, 0.0, 0
+        self.swaps, self.ignored_moves = 0, 0
         for module in self.modules:
             module.to = _guarded_to(self, module)  # an instance attribute: shadows nn.Module.to for these two
 
@@ -102,7 +102,6 @@ class ExpertSwap:
         self.resident = module
         self.swaps += 1
         took = time.monotonic() - t
-        self.seconds += took
         log(f"{self.names[to_device]} resident after {took:.2f} s (swap {self.swaps}; queued GPU work {waited:.2f} s)")
 
     def _staging(self, like: Any) -> Any:

@@ -229,9 +229,9 @@ def make_plan(
             )
     if settings.offload == "auto":
         swaps = len(model.dit_names) == 2 and plugin
+        limit = machine.host_memory_limit
         for mode in (m for m in OFFLOAD_ORDER if m != "expert-swap" or swaps):
             gpu, host = estimate(model, mode, n)
-            limit = machine.host_memory_limit
             if mode == "expert-swap" and limit is not None and host > limit:
                 continue  # one parked copy per rank: several GPUs can need more than the pod has
             if gpu <= per_gpu:

@@ -196,10 +196,6 @@ class Sampler(threading.Thread):
         self.peak_gpu_mib, self.samples = 0, 0
         self.marks: dict[str, tuple[int, int]] = {}
 
-    @property
-    def peak_rss(self) -> int:
-        return self.peak["rss"]
-
     def tree(self) -> list[int]:
         kids: dict[int, list[int]] = {}
         for p in os.listdir("/proc"):
@@ -247,7 +243,7 @@ class Sampler(threading.Thread):
             time.sleep(0.5)
 
     def mark(self, name: str) -> None:
-        self.marks[name] = (self.peak_rss, self.peak_gpu_mib)
+        self.marks[name] = (self.peak["rss"], self.peak_gpu_mib)
 
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -977,12 +973,11 @@ def matmul() -> None:
 
 
 def swapbench(gib: float) -> None:
-    """The plugin's ExpertSwap on its own: two experts of `gib` GiB of bf16 tensors (A14B: 26.6, 400 blocks'
-    worth of 64 MiB-ish tensors), each direction timed with the GPU idle before it, then both experts'
+    """The plugin's ExpertSwap on its own: two experts of `gib` GiB of bf16 4096x8192 tensors (A14B: 26.6 GiB,
+    425 of them), each direction timed with the GPU idle before it, then both experts'
     checksums against their originals. Explains swap times logged mid-request (queued GPU work counts there)."""
     code = (
-        "import sys, time, torch\n"
-        f"sys.path.insert(0, {str(REPO / 'src')!r})\n"
+        "import time, torch\n"
         "from glm_image_sglang.expert_swap import ExpertSwap\n"
         f"n = max(1, int({gib} * 2**30 / (2 * 4096 * 8192)))\n"
         "def expert(seed):\n"
