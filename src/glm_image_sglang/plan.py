@@ -127,9 +127,11 @@ def estimate(model: ModelInfo, offload: str, ranks: int = 1) -> tuple[int, int]:
         # too, the load ran out of an 80 GB card (72 GiB allocated, 2026-11-30). Serving peaks with the
         # one expert, the text encoder in for a prompt and the activations (73.2 GiB reserved at 720p with
         # both experts on the GPU, before the plugin guarded SGLang's to(): an upper bound).
+        # The text encoder runs in bf16 in this mode (sglang_args.EXPERT_SWAP_ENCODER_PRECISION): half the
+        # bytes of SGLang's fp32 default on both sides.
         expert = max((gpu_bytes(model, n) for n in model.dit_names), default=0)
-        weights = sum(gpu_bytes(model, n) for n in gpu_parts)
-        encoder = sum(gpu_bytes(model, n) for n in gpu_parts if n.startswith("text_encoder"))
+        encoder = sum(gpu_bytes(model, n) // 2 for n in gpu_parts if n.startswith("text_encoder"))
+        weights = sum(gpu_bytes(model, n) for n in gpu_parts if not n.startswith("text_encoder")) + encoder
         gpu = max(weights - encoder, weights - expert + ACTIVATION_HEADROOM[kind])
         return gpu, HOST_BASE + ranks * (expert + encoder)  # each rank parks its own copies
     gpu = sum(gpu_bytes(model, n) for n in gpu_parts if n not in on_host) + ACTIVATION_HEADROOM[kind]

@@ -80,8 +80,8 @@ FIELDS: tuple[Field, ...] = (
         "auto, none, text-encoder, expert-swap, dit-layerwise or dit: which weights live in host RAM between "
         "uses. auto keeps everything on the GPU when it fits (least host RAM), else offloads the text "
         "encoder, then (Wan2.2-A14B with the image's SGLang plugin) swaps experts, else streams the DiT layer "
-        "by layer. expert-swap: one expert on the GPU, the other and the text encoder in host RAM, swapped "
-        "when a step needs it (an 80 GB GPU: 720p at full speed, ~65 GB host RAM).",
+        "by layer. expert-swap: one expert on the GPU, the other and the text encoder (in bf16, as Wan's own "
+        "code runs it) in host RAM, swapped when a step needs it (an 80 GB GPU: 720p at full speed).",
     ),
     Field(
         "ATTENTION_BACKEND",

@@ -74,6 +74,14 @@ def test_every_offload_switch_explicit(t2v, offload, on):
     assert values == {f: "true" if f in on else "false" for f in sglang_args.ALL_SWITCHES}
 
 
+@pytest.mark.parametrize(("offload", "precision"), [("expert-swap", "bf16"), ("none", None), ("dit-layerwise", None)])
+def test_expert_swap_runs_the_text_encoder_in_bf16(t2v, offload, precision):
+    """OFFLOAD=expert-swap should ask for a bf16 text encoder (half the host RAM of SGLang's fp32); the
+    other modes should leave SGLang's precision alone."""
+    a = argv(t2v, p=plan(offload=offload)).argv
+    assert (flag(a, "--text-encoder-precisions") if "--text-encoder-precisions" in a else None) == precision
+
+
 def test_multi_gpu_layout_flags(t2v):
     """Four GPUs should pass CFG-parallel and the Ulysses/Ring degrees."""
     a = argv(t2v, p=plan(n=4, cfg=True, ulysses=2)).argv

@@ -187,12 +187,13 @@ class Sampler(threading.Thread):
     summed over the processes (what earlier tables report; it counts shared pages once per process: the
     CUDA libraries every SGLang process maps, a checkpoint mmapped by several ranks), PSS (shared pages
     divided among their processes: what the tree really holds) and anonymous RSS (private memory, which a
-    pod's limit cannot reclaim, unlike file pages)."""
+    pod's limit cannot reclaim, unlike file pages), split further into file-backed and shared-memory RSS
+    (pinned CUDA host buffers and mmapped checkpoints land in one or the other)."""
 
     def __init__(self, root_pid: int, gpu_offset_mib: int = 0) -> None:
         super().__init__(daemon=True)
         self.root, self.stop_flag, self.gpu_offset_mib = root_pid, False, gpu_offset_mib
-        self.peak = {"rss": 0, "pss": 0, "anon": 0}
+        self.peak = {"rss": 0, "pss": 0, "anon": 0, "file": 0, "shmem": 0}
         self.peak_gpu_mib, self.samples = 0, 0
         self.marks: dict[str, tuple[int, int]] = {}
 
@@ -213,9 +214,13 @@ class Sampler(threading.Thread):
         return pids
 
     def tree_memory(self) -> dict[str, int]:
-        """Bytes of RSS, PSS and anonymous RSS summed over the tree (a process that exits meanwhile counts 0)."""
-        sources = {"status": {"VmRSS:": "rss", "RssAnon:": "anon"}, "smaps_rollup": {"Pss:": "pss"}}
-        total = {"rss": 0, "anon": 0, "pss": 0}
+        """Bytes of RSS, PSS, anonymous, file-backed and shared-memory RSS summed over the tree (a process that
+        exits meanwhile counts 0)."""
+        sources = {
+            "status": {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"},
+            "smaps_rollup": {"Pss:": "pss"},
+        }
+        total = {"rss": 0, "anon": 0, "pss": 0, "file": 0, "shmem": 0}
         for pid in self.tree():
             for source, fields in sources.items():
                 try:
@@ -250,6 +255,8 @@ class Sampler(threading.Thread):
             "peak_rss_gb": round(self.peak["rss"] / 1e9, 1),
             "peak_pss_gb": round(self.peak["pss"] / 1e9, 1),
             "peak_anon_gb": round(self.peak["anon"] / 1e9, 1),
+            "peak_file_gb": round(self.peak["file"] / 1e9, 1),
+            "peak_shmem_gb": round(self.peak["shmem"] / 1e9, 1),
             "peak_gpu_gib": round(self.peak_gpu_mib / 1024, 1),
         }
         for name, (rss, gpu) in self.marks.items():
