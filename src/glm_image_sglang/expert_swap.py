@@ -8,11 +8,13 @@ A14B runs its high-noise expert (`transformer`) for the first steps and its low-
 DenoisingStage._select_and_manage_model (0.5.16 to 0.5.23), which picks the expert for each step.
 
 SGLang's residency manager (ResidentStrategy.prepare_for_use, 0.5.16 to 0.5.23) calls `module.to(gpu)` on the
-expert a step is about to use whenever its first parameter is not on the GPU, before the selection returns:
-on the parked expert that copied it to the GPU beside the resident one (both experts resident after the first
-boundary, the host buffer orphaned: seen on an H200 as a 0.05 s "swap" of device-to-device copies). So each
-swapped expert's `to()` is guarded: a move to the swap's device makes that expert resident through the swap,
-a move elsewhere is ignored (the swap owns placement), and anything else (a dtype cast) is torch's own.
+expert a step is about to use whenever its first parameter is not on the GPU, and on the *next* one ahead of
+time (ComponentResidencyManager's prefetch): on the parked expert that copied it to the GPU beside the
+resident one (both experts resident after the first boundary, the host buffer orphaned: seen on an H200 as a
+0.05 s "swap" of device-to-device copies). Making the expert resident there instead swapped twice for nothing
+at each request's first step (the prefetch brought in the low-noise expert, the step swapped back: 2.3 s a
+request on an H200, 2026-11-30). So the swapped experts' `to()` ignores moves between devices (logged once):
+the swap alone places them, at the step that uses one; a dtype cast is torch's own.
 """
 
 from __future__ import annotations
@@ -89,14 +91,18 @@ class ExpertSwap:
         t = time.monotonic()
         waited = t - waited
         to_device = 1 if module is self.modules[1] else 0
-        for pair in self.pairs:
-            incoming, outgoing = pair[to_device], pair[1 - to_device]
-            on_device, in_host = outgoing.data, incoming.data
-            buffer = self._staging(on_device)
-            buffer.copy_(in_host, non_blocking=self.pinned)  # host -> device, into a spare buffer
-            in_host.copy_(on_device)  # the resident weights into the host slot just read (same stream: in order)
-            on_device.copy_(buffer)  # the wanted weights into the device slot
-            incoming.data, outgoing.data = on_device, in_host
+        # SGLang calls to() from inference mode (a denoising step) and from outside it (prefetching the DiT
+        # while the text encoder runs): in-place copies into tensors made in inference mode are refused
+        # outside it, so every copy runs inside it.
+        with torch.inference_mode():
+            for pair in self.pairs:
+                incoming, outgoing = pair[to_device], pair[1 - to_device]
+                on_device, in_host = outgoing.data, incoming.data
+                buffer = self._staging(on_device)
+                buffer.copy_(in_host, non_blocking=self.pinned)  # host -> device, into a spare buffer
+                in_host.copy_(on_device)  # the resident weights into the host slot just read (same stream)
+                on_device.copy_(buffer)  # the wanted weights into the device slot
+                incoming.data, outgoing.data = on_device, in_host
         if self.device.type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()
         self.resident = module
@@ -116,8 +122,9 @@ class ExpertSwap:
 
 
 def _guarded_to(swap: ExpertSwap, module: Any) -> Any:
-    """`module.to(...)` for a swapped expert: to the swap's device means resident through the swap; to another
-    device is ignored (logged once); a dtype cast or anything unparsable goes to torch's own Module.to."""
+    """`module.to(...)` for a swapped expert: a move to any device is ignored (the first logged), since the swap
+    makes an expert resident when a step selects it; a dtype cast or anything unparsable goes to torch's own
+    Module.to."""
     import torch
 
     def to(*args: Any, **kwargs: Any) -> Any:
@@ -128,11 +135,9 @@ def _guarded_to(swap: ExpertSwap, module: Any) -> Any:
         first = next(module.parameters())
         if device is None or (dtype is not None and dtype != first.dtype):
             return torch.nn.Module.to(module, *args, **kwargs)
-        if torch.device(device).type == swap.device.type:
-            swap.make(module)
-        elif not swap.ignored_moves:
-            swap.ignored_moves += 1
-            log(f"a move of an expert to {device} ignored: the expert swap keeps the parked one in host RAM")
+        if not swap.ignored_moves:
+            log(f"a move of an expert to {device} ignored (and any later ones): the swap places the experts")
+        swap.ignored_moves += 1
         return module
 
     return to
@@ -172,7 +177,7 @@ def select_with_swap(original: Any) -> Any:
             took = time.monotonic() - t
             size = swap.host.numel() / 2**30
             log(f"{names[1]} parked in host RAM ({size:.1f} GiB, {kind}) in {took:.1f} s{_gpu_in_use(swap)}")
-        swap.make(model)  # usually done already: SGLang's residency manager moved it with to(), guarded
+        swap.make(model)  # the one place an expert becomes resident (its to() ignores SGLang's moves)
         return model, guidance
 
     select.__wrapped__ = original  # type: ignore[attr-defined]
