@@ -274,7 +274,7 @@ def _preset(settings: Settings, model: ModelInfo, notes: list[str]) -> str:
         return "default"
     experts = "each expert's" if len(model.dit_names) == 2 else "the"
     notes.append(
-        f"preset: fast (Cache-DiT: {experts} steps 1-6 in full, then 2 of every 5; the other steps run the first "
+        f"preset: fast (Cache-DiT: {experts} steps 1-5 in full, then 2 of every 5; the other steps run the first "
         "transformer block and reuse the cached rest. Outputs differ from PRESET=default)"
     )
     return "fast"

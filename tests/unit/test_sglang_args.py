@@ -146,14 +146,15 @@ def steps_mask(compute_bins: str, cache_bins: str, steps: int) -> list[int]:
 
 
 def test_fast_preset_env_masks_steps_for_any_step_count():
-    """PRESET=fast should turn Cache-DiT on with a static mask: steps 1-6 in full, then 2 of every 5, for any
+    """PRESET=fast should turn Cache-DiT on with a static mask: steps 1-5 in full, then 2 of every 5, for any
     step count MAX_STEPS allows (its upper bound); the default path sets none of it."""
     s = Settings.from_env({"MODEL_PATH": "/m"})
     env = sglang_args.child_env(s, Plan(1, False, 1, 1, "none", 0, 0, preset="fast"), {})
     assert env["SGLANG_CACHE_DIT_ENABLED"] == "true" and env["SGLANG_CACHE_DIT_SCM_POLICY"] == "static"
     compute, cache = env["SGLANG_CACHE_DIT_SCM_COMPUTE_BINS"], env["SGLANG_CACHE_DIT_SCM_CACHE_BINS"]
-    assert steps_mask(compute, cache, 16) == [1] * 6 + [0] + [1, 1, 0, 0, 0] + [1, 1, 0, 0]
-    assert sum(steps_mask(compute, cache, 40)) == 20
+    assert steps_mask(compute, cache, 16) == [1] * 5 + [0] + [1, 1, 0, 0, 0] + [1, 1, 0, 0, 0]
+    # A14B's 40 steps split 26 / 14 between its experts: 13 + 9 in full, as SGLang logged on the H200
+    assert sum(steps_mask(compute, cache, 26)) + sum(steps_mask(compute, cache, 14)) == 22
     assert len(steps_mask(compute, cache, MAX_STEPS_LIMIT)) == MAX_STEPS_LIMIT
     assert not any(k.startswith("SGLANG_CACHE_DIT") for k in sglang_args.child_env(s, plan(), {}))
 
