@@ -195,6 +195,7 @@ class Sampler(threading.Thread):
         self.root, self.stop_flag, self.gpu_offset_mib = root_pid, False, gpu_offset_mib
         self.peak = {"rss": 0, "pss": 0, "anon": 0, "file": 0, "shmem": 0}
         self.peak_gpu_mib, self.samples = 0, 0
+        self.started, self.peak_pss_at = time.monotonic(), 0.0  # seconds after the start: when PSS peaked
         self.marks: dict[str, tuple[int, int]] = {}
 
     def tree(self) -> list[int]:
@@ -241,6 +242,8 @@ class Sampler(threading.Thread):
                 gpu = sum(int(x) for x in q.stdout.split() if x.isdigit()) - self.gpu_offset_mib
             except FileNotFoundError:  # the CPU rehearsal
                 gpu = 0
+            if memory["pss"] > self.peak["pss"]:
+                self.peak_pss_at = time.monotonic() - self.started
             for key, value in memory.items():
                 self.peak[key] = max(self.peak[key], value)
             self.peak_gpu_mib = max(self.peak_gpu_mib, gpu)
@@ -254,6 +257,7 @@ class Sampler(threading.Thread):
         out: dict[str, Any] = {
             "peak_rss_gb": round(self.peak["rss"] / 1e9, 1),
             "peak_pss_gb": round(self.peak["pss"] / 1e9, 1),
+            "peak_pss_at_s": round(self.peak_pss_at, 1),
             "peak_anon_gb": round(self.peak["anon"] / 1e9, 1),
             "peak_file_gb": round(self.peak["file"] / 1e9, 1),
             "peak_shmem_gb": round(self.peak["shmem"] / 1e9, 1),
