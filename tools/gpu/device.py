@@ -196,6 +196,8 @@ class Sampler(threading.Thread):
         self.peak = {"rss": 0, "pss": 0, "anon": 0, "file": 0, "shmem": 0}
         self.peak_gpu_mib, self.samples = 0, 0
         self.started, self.peak_pss_at = time.monotonic(), 0.0  # seconds after the start: when PSS peaked
+        self.last_by_process: dict[str, int] = {}
+        self.peak_pss_by_process: dict[str, int] = {}  # each process's share of that peak
         self.marks: dict[str, tuple[int, int]] = {}
 
     def tree(self) -> list[int]:
@@ -222,6 +224,7 @@ class Sampler(threading.Thread):
             "smaps_rollup": {"Pss:": "pss"},
         }
         total = {"rss": 0, "anon": 0, "pss": 0, "file": 0, "shmem": 0}
+        self.last_by_process: dict[str, int] = {}  # "pid name" -> PSS bytes, for the breakdown at the peak
         for pid in self.tree():
             for source, fields in sources.items():
                 try:
@@ -229,6 +232,9 @@ class Sampler(threading.Thread):
                         parts = line.split()
                         if parts and parts[0] in fields:
                             total[fields[parts[0]]] += int(parts[1]) * 1024
+                            if fields[parts[0]] == "pss":
+                                name = Path(f"/proc/{pid}/comm").read_text().strip()
+                                self.last_by_process[f"{pid} {name}"] = int(parts[1]) * 1024
                 except (OSError, ValueError, IndexError):
                     pass
         return total
@@ -244,6 +250,7 @@ class Sampler(threading.Thread):
                 gpu = 0
             if memory["pss"] > self.peak["pss"]:
                 self.peak_pss_at = time.monotonic() - self.started
+                self.peak_pss_by_process = dict(self.last_by_process)
             for key, value in memory.items():
                 self.peak[key] = max(self.peak[key], value)
             self.peak_gpu_mib = max(self.peak_gpu_mib, gpu)
@@ -258,6 +265,7 @@ class Sampler(threading.Thread):
             "peak_rss_gb": round(self.peak["rss"] / 1e9, 1),
             "peak_pss_gb": round(self.peak["pss"] / 1e9, 1),
             "peak_pss_at_s": round(self.peak_pss_at, 1),
+            "peak_pss_by_process_gb": {k: round(v / 1e9, 2) for k, v in self.peak_pss_by_process.items() if v > 1e8},
             "peak_anon_gb": round(self.peak["anon"] / 1e9, 1),
             "peak_file_gb": round(self.peak["file"] / 1e9, 1),
             "peak_shmem_gb": round(self.peak["shmem"] / 1e9, 1),
