@@ -729,6 +729,11 @@ def step_times(log_text: str) -> list[float]:
     return [float(x) for x in re.findall(r"\[DenoisingStage\] average time per step: ([\d.]+)", log_text)]
 
 
+def decode_times(log_text: str) -> list[float]:
+    """SGLang's "[DecodingStage] finished in" figures, in order (the VAE decode of each request)."""
+    return [float(x) for x in re.findall(r"\[DecodingStage\] finished in ([\d.]+) seconds", log_text)]
+
+
 def run_compare(key: str, sides: dict[str, dict[str, str]], steps: int | None, budget: float, rehearse: bool) -> None:
     """Ours twice in one call, the settings of side a then of side b (each on top of --env), the same request
     (seed, size, steps): the seconds per step SGLang reports, end to end, ready, memory, and how far b's video
@@ -763,11 +768,13 @@ def run_compare(key: str, sides: dict[str, dict[str, str]], steps: int | None, b
                     videos[side] = pixels(s.last_mp4)
         finally:
             s.stop()
-        per_step = step_times(s.log_path.read_text(errors="replace"))
+        log_text = s.log_path.read_text(errors="replace")
+        per_step, decodes = step_times(log_text), decode_times(log_text)
         request = s.result["requests"][-1] if s.result["requests"] else {}
         memory = s.result["memory"]
         table.append({"side": side, "settings": extra, "ok": request.get("ok"), "seconds": request.get("seconds"),
                       "s_per_step": per_step[-1] if len(per_step) > 1 else None,
+                      "decode_s": decodes[-1] if len(decodes) > 1 else None,
                       "ready_s": s.result.get("health_200_s"), "peak_rss_gb": memory["peak_rss_gb"],
                       "peak_pss_gb": memory["peak_pss_gb"], "peak_anon_gb": memory["peak_anon_gb"],
                       "peak_gpu_gib": memory["peak_gpu_gib"]})  # fmt: skip
