@@ -253,6 +253,11 @@ def make_plan(
         offload = settings.offload
         _check_offload(offload, model, plugin)
         gpu, host = estimate(model, offload, n)
+    if offload == "expert-swap":
+        notes.append(
+            "expert-swap: the text encoder runs in bf16 (Wan's reference precision; SGLang's default is fp32), "
+            "so outputs differ slightly from a resident layout's"
+        )
     ar = _ar_stage(settings, model, per_gpu, gpu, plugin, srt_encoder, notes)
     preset = _preset(settings, model, notes)
     return Plan(

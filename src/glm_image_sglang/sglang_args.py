@@ -33,7 +33,8 @@ OFFLOAD_SWITCHES: dict[str, dict[str, bool]] = {
 # OFFLOAD=expert-swap runs Wan's text encoder (umt5-xxl, 5.7 B parameters) in bf16, as Wan's own reference
 # code does (t5_dtype bfloat16; its T5 weights ship in bf16), instead of SGLang's fp32 default: 10.6 GiB
 # less host RAM, where the parked expert already takes 26.6 GiB. It changes outputs slightly against
-# the resident layouts; SGLANG_EXTRA_ARGS="--text-encoder-precisions fp32" restores SGLang's choice.
+# the resident layouts; SGLANG_EXTRA_ARGS="--text-encoder-precisions fp32" restores SGLang's choice. Only on a
+# GPU: without one (the CPU tier) SGLang's fp32 stays, and the swapped server's video is the resident one's.
 EXPERT_SWAP_ENCODER_PRECISION = "bf16"
 # ATTENTION_BACKEND -> SGLang's --attention-backend (auto passes nothing: SGLang picks per GPU)
 ATTENTION_BACKENDS = {"fa3": "fa3", "fa2": "fa2", "sdpa": "torch_sdpa"}

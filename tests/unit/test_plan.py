@@ -297,6 +297,7 @@ def test_expert_swap_holds_one_expert_on_each_side(library, key):
     assert plan.gpu_need_bytes == max(weights - 28 * GiB - 2 * encoder, weights - expert - encoder)
     assert plan.gpu_need_bytes <= H100
     assert plan.host_need_bytes == 8 * GiB + expert + encoder < 64 * GiB
+    assert any(n.startswith("expert-swap: the text encoder runs in bf16") for n in plan.notes)
 
 
 @pytest.mark.parametrize(
