@@ -58,14 +58,15 @@ class Plan:
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
-# dit_precision bf16, vae_precision fp32 (bf16 for GLM-Image), text_encoder_precisions fp32).
-def _bytes_per_param(component: str, variant_key: str | None) -> int:
+# dit_precision bf16, vae_precision fp32 (bf16 for GLM-Image), text_encoder_precisions fp32), except the
+# text encoder under OFFLOAD=expert-swap, which the launcher loads in bf16 (sglang_args.EXPERT_SWAP_ENCODER_PRECISION).
+def _bytes_per_param(component: str, variant_key: str | None, offload: str = "none") -> int:
     if component.startswith("transformer"):
         return 2
     if component == "vae":
         return 2 if variant_key == "glm-image" else 4
     if component.startswith("text_encoder"):
-        return 4
+        return 2 if offload == "expert-swap" else 4
     return 2  # vision_language_encoder, image_encoder
 
 
@@ -101,12 +102,12 @@ AR_TOGETHER_TOKENS = 16384
 AR_CPU_TOKENS = 8192
 
 
-def gpu_bytes(model: ModelInfo, component: str) -> int:
+def gpu_bytes(model: ModelInfo, component: str, offload: str = "none") -> int:
     comp = next(c for c in model.components if c.name == component)
     key = model.variant.key if model.variant else None
     if comp.params is None:
         return comp.weight_bytes
-    return comp.params * _bytes_per_param(component, key)
+    return comp.params * _bytes_per_param(component, key, offload)
 
 
 def estimate(model: ModelInfo, offload: str, ranks: int = 1) -> tuple[int, int]:
@@ -125,13 +126,12 @@ def estimate(model: ModelInfo, offload: str, ranks: int = 1) -> tuple[int, int]:
         # SGLang loads both experts to the GPU, then one is parked in an exactly sized host buffer. The
         # text encoder waits in host RAM (SGLang's offload moves it in for each prompt): with it on the GPU
         # too, the load ran out of an 80 GB card (72 GiB allocated, 2026-11-30). Serving peaks with the
-        # one expert, the text encoder in for a prompt and the activations. The text encoder runs in bf16
-        # in this mode (sglang_args.EXPERT_SWAP_ENCODER_PRECISION): half SGLang's fp32 bytes on both sides.
-        # Measured (emulated 80 GB, T2V, 2026-11-30): 64.9 GiB at load (both experts) against the 65.7
-        # estimated, SGLang's peak 50.0 GiB serving 720p; host 49.0 GB PSS against 48.5 GB estimated.
+        # one expert, the text encoder (bf16 in this mode) in for a prompt and the activations. Measured
+        # (emulated 80 GB, T2V, 2026-11-30): 64.9 GiB at load (both experts) against the 65.7 estimated,
+        # SGLang's peak 50.0 GiB serving 720p; host 49.0 GB PSS against 48.5 GB estimated.
         expert = max((gpu_bytes(model, n) for n in model.dit_names), default=0)
-        encoder = sum(gpu_bytes(model, n) // 2 for n in gpu_parts if n.startswith("text_encoder"))
-        weights = sum(gpu_bytes(model, n) for n in gpu_parts if not n.startswith("text_encoder")) + encoder
+        weights = sum(gpu_bytes(model, n, offload) for n in gpu_parts)
+        encoder = sum(gpu_bytes(model, n, offload) for n in gpu_parts if n.startswith("text_encoder"))
         gpu = max(weights - encoder, weights - expert + ACTIVATION_HEADROOM[kind])
         return gpu, HOST_BASE + ranks * (expert + encoder)  # each rank parks its own copies
     gpu = sum(gpu_bytes(model, n) for n in gpu_parts if n not in on_host) + ACTIVATION_HEADROOM[kind]

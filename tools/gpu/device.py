@@ -196,8 +196,7 @@ class Sampler(threading.Thread):
         self.peak = {"rss": 0, "pss": 0, "anon": 0, "file": 0, "shmem": 0}
         self.peak_gpu_mib, self.samples = 0, 0
         self.started, self.peak_pss_at = time.monotonic(), 0.0  # seconds after the start: when PSS peaked
-        self.last_by_process: dict[str, int] = {}
-        self.peak_pss_by_process: dict[str, int] = {}  # each process's share of that peak
+        self.peak_pss_by_process: dict[str, int] = {}  # "pid name" -> its PSS bytes at that peak
         self.marks: dict[str, tuple[int, int]] = {}
 
     def tree(self) -> list[int]:
@@ -216,15 +215,15 @@ class Sampler(threading.Thread):
             todo += kids.get(pid, [])
         return pids
 
-    def tree_memory(self) -> dict[str, int]:
+    def tree_memory(self) -> tuple[dict[str, int], dict[str, int]]:
         """Bytes of RSS, PSS, anonymous, file-backed and shared-memory RSS summed over the tree (a process that
-        exits meanwhile counts 0)."""
+        exits meanwhile counts 0), and each process's PSS ("pid name" -> bytes)."""
         sources = {
             "status": {"VmRSS:": "rss", "RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"},
             "smaps_rollup": {"Pss:": "pss"},
         }
         total = {"rss": 0, "anon": 0, "pss": 0, "file": 0, "shmem": 0}
-        self.last_by_process: dict[str, int] = {}  # "pid name" -> PSS bytes, for the breakdown at the peak
+        by_process: dict[str, int] = {}
         for pid in self.tree():
             for source, fields in sources.items():
                 try:
@@ -234,14 +233,14 @@ class Sampler(threading.Thread):
                             total[fields[parts[0]]] += int(parts[1]) * 1024
                             if fields[parts[0]] == "pss":
                                 name = Path(f"/proc/{pid}/comm").read_text().strip()
-                                self.last_by_process[f"{pid} {name}"] = int(parts[1]) * 1024
+                                by_process[f"{pid} {name}"] = int(parts[1]) * 1024
                 except (OSError, ValueError, IndexError):
                     pass
-        return total
+        return total, by_process
 
     def run(self) -> None:
         while not self.stop_flag:
-            memory = self.tree_memory()
+            memory, by_process = self.tree_memory()
             try:
                 q = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                                    capture_output=True, text=True)  # fmt: skip
@@ -250,7 +249,7 @@ class Sampler(threading.Thread):
                 gpu = 0
             if memory["pss"] > self.peak["pss"]:
                 self.peak_pss_at = time.monotonic() - self.started
-                self.peak_pss_by_process = dict(self.last_by_process)
+                self.peak_pss_by_process = by_process
             for key, value in memory.items():
                 self.peak[key] = max(self.peak[key], value)
             self.peak_gpu_mib = max(self.peak_gpu_mib, gpu)
