@@ -83,9 +83,12 @@ def child_env() -> dict[str, str]:
         pass
     env["LD_LIBRARY_PATH"] = ":".join([*libs, env.get("LD_LIBRARY_PATH", "")]).strip(":")
     env["PATH"] = f"{STAGE}/bin:{env['PATH']}"
-    env.update(
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1", SGLANG_DIFFUSION_SYNC_STAGE_PROFILING="1"
-    )
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # SGLang's stage times are CPU times: without a sync the denoising stage ends while up to a step's worth of
+    # kernels is still queued, and that work shows up as decode time (0.5.23's perf_logger says so: "DecodingStage
+    # readings came out 2-3x too high"). SYNC_STAGE_PROFILING drains the queue at each timer, but 0.5.16 times
+    # (and syncs) each denoising step only with STAGE_LOGGING on; 0.5.23 also syncs at every stage's edges.
+    env.update(SGLANG_DIFFUSION_SYNC_STAGE_PROFILING="1", SGLANG_DIFFUSION_STAGE_LOGGING="1")
     return env
 
 
