@@ -81,6 +81,11 @@ DIT_OFFLOAD_HOST_FACTOR = 1.5
 # GLM-Image peaked at 45.8 GiB for 33.3 GiB of weights (H200, FA3, 1152x864 and 1024x1024 edits).
 ACTIVATION_HEADROOM = {"video": 28 * GiB, "image": 13 * GiB}
 
+# OFFLOAD=expert-swap, I2V-A14B: the first request VAE-encodes its conditioning video (81 frames at 720p's
+# area: SGLang 0.5.16 takes it whatever size is asked) while both experts are still on the GPU: 72.7 GiB in
+# use (nvidia-smi, emulated 80 GB card, H200, 2026-11-30), 19 GiB over the weights then on the GPU.
+EXPERT_SWAP_I2V_ENCODE = 19 * GiB
+
 # auto tries these in order and takes the first that fits the GPU; expert-swap only for two-expert models
 # where SGLang loads the image's plugin (A14B on an emulated 80 GB card: 16.4 s/step at 720p against
 # dit-layerwise's 18.75 on an H100, 65 GB host PSS against 123 GB RSS; docs/benchmarks.md).
@@ -123,16 +128,20 @@ def estimate(model: ModelInfo, offload: str, ranks: int = 1) -> tuple[int, int]:
         host_factor = DIT_OFFLOAD_HOST_FACTOR
     kind = model.variant.output if model.variant else "video"
     if offload == "expert-swap":
-        # SGLang loads both experts to the GPU, then one is parked in an exactly sized host buffer. The
-        # text encoder waits in host RAM (SGLang's offload moves it in for each prompt): with it on the GPU
-        # too, the load ran out of an 80 GB card (72 GiB allocated, 2026-11-30). Serving peaks with the
-        # one expert, the text encoder (bf16 in this mode) in for a prompt and the activations. Measured
-        # (emulated 80 GB, T2V, 2026-11-30): 64.9 GiB at load (both experts) against the 65.7 estimated,
-        # SGLang's peak 50.0 GiB serving 720p; host 49.0 GB PSS against 48.5 GB estimated.
+        # SGLang loads both experts to the GPU; the first denoising step parks one in an exactly sized host
+        # buffer. The text encoder waits in host RAM (SGLang's offload moves it in for each prompt): with it on
+        # the GPU too, the load ran out of an 80 GB card (72 GiB allocated, 2026-11-30). So the first request
+        # peaks with both experts and its encoders: the text encoder (bf16 in this mode), then for I2V the
+        # conditioning video's VAE encode; later ones with one expert and the activations. Measured (emulated
+        # 80 GB card, H200, 2026-11-30, nvidia-smi): T2V 65.0 GiB at the first prompt (64.3 estimated), I2V
+        # 72.7 GiB in its first image encode (72.7); SGLang's peak serving 720p 52.6 GiB (55.1); host PSS
+        # 44.6 / 44.5 GB with the text encoder unpinned (48.5 GB estimated).
         expert = max((gpu_bytes(model, n) for n in model.dit_names), default=0)
         weights = sum(gpu_bytes(model, n, offload) for n in gpu_parts)
         encoder = sum(gpu_bytes(model, n, offload) for n in gpu_parts if n.startswith("text_encoder"))
-        gpu = max(weights - encoder, weights - expert + ACTIVATION_HEADROOM[kind])
+        image_encode = EXPERT_SWAP_I2V_ENCODE if model.variant and "image-to-video" in model.variant.tasks else 0
+        first_request = weights - encoder + max(encoder, image_encode)
+        gpu = max(first_request, weights - encoder - expert + ACTIVATION_HEADROOM[kind])
         return gpu, HOST_BASE + ranks * (expert + encoder)  # each rank parks its own copies
     gpu = sum(gpu_bytes(model, n) for n in gpu_parts if n not in on_host) + ACTIVATION_HEADROOM[kind]
     if offload in ("dit-layerwise", "dit"):

@@ -36,6 +36,12 @@ OFFLOAD_SWITCHES: dict[str, dict[str, bool]] = {
 # the resident layouts; SGLANG_EXTRA_ARGS="--text-encoder-precisions fp32" restores SGLang's choice. Only on a
 # GPU: without one (the CPU tier) SGLang's fp32 stays, and the swapped server's video is the resident one's.
 EXPERT_SWAP_ENCODER_PRECISION = "bf16"
+# ... and keeps that text encoder in pageable host memory (--pin-cpu-memory false): SGLang offloads it through
+# FSDP2 with pinned memory, pinned parameter by parameter through PyTorch's caching host allocator, which rounds
+# each block up to a power of two (UMT5's 80 MiB matrices take 128 MiB): 15.9 GB of shared memory for 10.6 GiB
+# of weights. Unpinned, host PSS fell from 49.0 to 44.6 GB (T2V) and the text encoding stage from 0.25 s to
+# 1.5-1.9 s a prompt (H200, docs/benchmarks.md). The parked expert stays pinned: the plugin pins it itself.
+EXPERT_SWAP_PIN_CPU_MEMORY = False
 # ATTENTION_BACKEND -> SGLang's --attention-backend (auto passes nothing: SGLang picks per GPU)
 ATTENTION_BACKENDS = {"fa3": "fa3", "fa2": "fa2", "sdpa": "torch_sdpa"}
 ALL_SWITCHES = (
@@ -98,6 +104,7 @@ def build(
             argv += [flag, _bool(switches.get(flag, False))]
         if plan.offload == "expert-swap":
             argv += ["--text-encoder-precisions", EXPERT_SWAP_ENCODER_PRECISION]
+            argv += ["--pin-cpu-memory", _bool(EXPERT_SWAP_PIN_CPU_MEMORY)]
     if settings.attention_backend in ATTENTION_BACKENDS:
         argv += ["--attention-backend", ATTENTION_BACKENDS[settings.attention_backend]]
     if ar_url is not None:

@@ -82,6 +82,14 @@ def test_expert_swap_runs_the_text_encoder_in_bf16(t2v, offload, precision):
     assert (flag(a, "--text-encoder-precisions") if "--text-encoder-precisions" in a else None) == precision
 
 
+@pytest.mark.parametrize(("offload", "pin"), [("expert-swap", "false"), ("none", None), ("dit-layerwise", None)])
+def test_expert_swap_keeps_the_text_encoder_unpinned(t2v, offload, pin):
+    """OFFLOAD=expert-swap should keep the offloaded text encoder in pageable memory (pinned, PyTorch's host
+    allocator rounded it up to 15.9 GB); the other modes should leave SGLang's pinning alone."""
+    a = argv(t2v, p=plan(offload=offload)).argv
+    assert (flag(a, "--pin-cpu-memory") if "--pin-cpu-memory" in a else None) == pin
+
+
 def test_multi_gpu_layout_flags(t2v):
     """Four GPUs should pass CFG-parallel and the Ulysses/Ring degrees."""
     a = argv(t2v, p=plan(n=4, cfg=True, ulysses=2)).argv
