@@ -644,7 +644,28 @@ class Scenario:
             and not re.search(r"\[launcher\]|\[gateway\]|torch\.compile cache:|server_args:", ln)
         ]
         self.result["compile_lines"] = {"count": len(compiles), "first": compiles[:8]}
+        self.result["caches"] = cache_inventory(self.cache_root())
         (OUT / f"{self.label}.json").write_text(json.dumps(self.result, indent=1))
+
+    def cache_root(self) -> Path:
+        """Where this server's kernel caches went: ours CACHE_DIR, stock its HOME (~/.cache, ~/.triton, ~/.nv)."""
+        if self.cache is not None:
+            return self.cache
+        return Path(os.environ.get("HOME", "/root")) if self.stock else Path("/tmp/cache")
+
+
+def cache_inventory(root: Path) -> dict[str, dict[str, float]]:
+    """Files and MiB under each folder two levels down (cache/triton, .cache/flashinfer, ...): which kernel
+    caches a cold start filled, so the start's silent compile time can be put on the right cache (issue 15)."""
+    found: dict[str, dict[str, float]] = {}
+    for path in root.rglob("*") if root.is_dir() else []:
+        if path.is_file() and not path.is_symlink():
+            rel = path.relative_to(root).parts
+            key = "/".join(rel[:2]) if len(rel) > 2 else rel[0]
+            entry = found.setdefault(key, {"files": 0, "mib": 0.0})
+            entry["files"] += 1
+            entry["mib"] += path.stat().st_size / 2**20
+    return {k: {"files": v["files"], "mib": round(v["mib"], 1)} for k, v in sorted(found.items())}
 
 
 def run_scenario(key: str, stock: bool, budget: float, sigterm: bool, rehearse: bool = False) -> None:
@@ -841,7 +862,8 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
                "requests_s": [q.get("seconds") for q in r["requests"]], "ok": [q.get("ok") for q in r["requests"]],
                "peak_rss_gb": r["memory"]["peak_rss_gb"], "peak_pss_gb": r["memory"]["peak_pss_gb"],
                "peak_anon_gb": r["memory"]["peak_anon_gb"], "peak_gpu_gib": r["memory"]["peak_gpu_gib"],
-               "compile_lines": r.get("compile_lines", {}).get("count"), "phases": r.get("phases")}  # fmt: skip
+               "compile_lines": r.get("compile_lines", {}).get("count"), "phases": r.get("phases"),
+               "caches": r.get("caches")}  # fmt: skip
         table.append(row)
         (OUT / f"starts-{key}.json").write_text(json.dumps(table, indent=1))
     log(f"start-up comparison, {key} (ready: ours = proven /health 200, stock = its warm-up done):")
@@ -851,6 +873,7 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
             f"{row['peak_anon_gb']}), GPU {row['peak_gpu_gib']} GiB, "
             f"compile lines {row['compile_lines']}")  # fmt: skip
         log(f"  {'':11} {row['phases']}")
+        log(f"  {'':11} caches after it: {row['caches']}")
 
 
 FA2 = Path("/tmp/fa2")
