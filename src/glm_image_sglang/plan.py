@@ -88,7 +88,7 @@ EXPERT_SWAP_I2V_ENCODE = 19 * GiB
 
 # auto tries these in order and takes the first that fits the GPU; expert-swap only for two-expert models
 # where SGLang loads the image's plugin (A14B on an emulated 80 GB card: 16.4 s/step at 720p against
-# dit-layerwise's 18.75 on an H100, 65 GB host PSS against 123 GB RSS; docs/benchmarks.md).
+# dit-layerwise's 18.75 on an H100, 44.6 GB host PSS against 123 GB RSS; docs/benchmarks.md).
 OFFLOAD_ORDER = ("none", "text-encoder", "expert-swap", "dit-layerwise")
 
 # GLM_AR=srt: SGLang's LLM runtime holds the AR model's bf16 weights plus its KV cache and CUDA graphs in a
@@ -134,7 +134,7 @@ def estimate(model: ModelInfo, offload: str, ranks: int = 1) -> tuple[int, int]:
         # peaks with both experts and its encoders: the text encoder (bf16 in this mode), then for I2V the
         # conditioning video's VAE encode; later ones with one expert and the activations. Measured (emulated
         # 80 GB card, H200, 2026-11-30, nvidia-smi): T2V 65.0 GiB at the first prompt (64.3 estimated), I2V
-        # 72.7 GiB in its first image encode (72.7); SGLang's peak serving 720p 52.6 GiB (55.1); host PSS
+        # 72.7 GiB in its first image encode (72.7); SGLang's peak serving 720p 51.4 GiB (55.1); host PSS
         # 44.6 / 44.5 GB with the text encoder unpinned (48.5 GB estimated).
         expert = max((gpu_bytes(model, n) for n in model.dit_names), default=0)
         weights = sum(gpu_bytes(model, n, offload) for n in gpu_parts)

@@ -644,23 +644,23 @@ class Scenario:
             and not re.search(r"\[launcher\]|\[gateway\]|torch\.compile cache:|server_args:", ln)
         ]
         self.result["compile_lines"] = {"count": len(compiles), "first": compiles[:8]}
-        self.result["caches"] = cache_inventory(self.cache_root())
+        if self.stock:  # its caches live in its HOME: only those folders, not the rest of a default HOME
+            home = self.cache or Path(os.environ.get("HOME", "/root"))
+            self.result["caches"] = cache_inventory(home, [home / ".cache", home / ".triton", home / ".nv"])
+        else:
+            root = self.cache or Path("/tmp/cache")
+            self.result["caches"] = cache_inventory(root, [root])
         (OUT / f"{self.label}.json").write_text(json.dumps(self.result, indent=1))
 
-    def cache_root(self) -> Path:
-        """Where this server's kernel caches went: ours CACHE_DIR, stock its HOME (~/.cache, ~/.triton, ~/.nv)."""
-        if self.cache is not None:
-            return self.cache
-        return Path(os.environ.get("HOME", "/root")) if self.stock else Path("/tmp/cache")
 
-
-def cache_inventory(root: Path) -> dict[str, dict[str, float]]:
-    """Files and MiB under each folder two levels down (cache/triton, .cache/flashinfer, ...): which kernel
-    caches a cold start filled, so the start's silent compile time can be put on the right cache (issue 15)."""
+def cache_inventory(base: Path, roots: list[Path]) -> dict[str, dict[str, float]]:
+    """Files and MiB under each folder two levels below base (triton/<hash>, .cache/flashinfer, ...) within
+    roots: which kernel caches a start filled, so a cold start's silent compile time can be put on the
+    right cache (issue 15)."""
     found: dict[str, dict[str, float]] = {}
-    for path in root.rglob("*") if root.is_dir() else []:
+    for path in (p for root in roots if root.is_dir() for p in root.rglob("*")):
         if path.is_file() and not path.is_symlink():
-            rel = path.relative_to(root).parts
+            rel = path.relative_to(base).parts
             key = "/".join(rel[:2]) if len(rel) > 2 else rel[0]
             entry = found.setdefault(key, {"files": 0, "mib": 0.0})
             entry["files"] += 1
