@@ -143,8 +143,8 @@ FIELDS: tuple[Field, ...] = (
         "CACHE_DIR",
         "cache_dir",
         None,
-        "Triton, Inductor and SGLang JIT kernel caches. Default: $DATA_DIR/cache. Keep it on a "
-        "volume to skip kernel compiles on restart.",
+        "Every compiled-kernel cache: Triton, Inductor, SGLang's JIT kernels (tvm-ffi), CuTe DSL, QuACK, "
+        "FlashInfer. Default: $DATA_DIR/cache. Keep it on a volume to skip kernel compiles on restart.",
     ),
     Field("ENABLE_METRICS", "metrics", "true", "Expose Prometheus metrics on /metrics."),
     Field(

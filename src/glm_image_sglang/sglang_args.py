@@ -181,9 +181,17 @@ def child_env(settings: Settings, plan: Plan, base: dict[str, str]) -> dict[str,
     if plan.offload == "expert-swap":
         env["GLM_IMAGE_EXPERT_SWAP"] = "on"
     cache = settings.caches
+    # Every compiled-kernel cache the stack keeps, or a start with a kept CACHE_DIR compiles again: SGLang's
+    # own JIT kernels (sglang.jit_kernel: the diffusion DiTs' fused QK-norm + RoPE and others) go through
+    # tvm-ffi, whose cache is ~/.cache/tvm-ffi, and the CuTe DSL and QuACK caches sit under /tmp (an emptyDir
+    # in deploy/) in a folder named after getpass.getuser(), which an OpenShift UID without a passwd entry
+    # cannot give.
     defaults = {
         "TRITON_CACHE_DIR": cache / "triton",
         "TORCHINDUCTOR_CACHE_DIR": cache / "inductor",
+        "TVM_FFI_CACHE_DIR": cache / "tvm-ffi",
+        "CUTE_DSL_CACHE_DIR": cache / "cute-dsl",
+        "QUACK_CACHE_DIR": cache / "quack",
         "SGLANG_CACHE_DIR": cache / "sglang",
         "SGLANG_JIT_CACHE_DIR": cache / "sglang-jit",
         "SGLANG_DIFFUSION_CACHE_ROOT": cache / "sglang-diffusion",

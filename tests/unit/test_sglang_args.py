@@ -137,6 +137,14 @@ def test_child_env_caches_outside_models(tmp_path):
     assert all(Path(v).is_relative_to("/c") for k, v in env.items() if k.endswith("_DIR") and k != "TRITON_CACHE_DIR")
 
 
+@pytest.mark.parametrize("name", ["TVM_FFI_CACHE_DIR", "CUTE_DSL_CACHE_DIR", "QUACK_CACHE_DIR"])
+def test_child_env_keeps_jit_kernel_caches_in_cache_dir(name):
+    """The JIT caches that default to HOME or /tmp (SGLang's tvm-ffi kernels, CuTe DSL, QuACK) should go
+    under CACHE_DIR too, so a start with a kept CACHE_DIR reuses them."""
+    s = Settings.from_env({"MODEL_PATH": "/m", "CACHE_DIR": "/c"})
+    assert Path(sglang_args.child_env(s, plan(), {})[name]).parent == Path("/c")
+
+
 def test_child_env_uses_expandable_segments():
     """SGLang should get PyTorch's expandable segments unless the user set the allocator themselves."""
     s = Settings.from_env({"MODEL_PATH": "/m"})
