@@ -32,6 +32,12 @@ _main() {
 		export HOME="${DATA_DIR:-/app/data}/home"
 		mkdir -p "$HOME" 2>/dev/null || export HOME=/tmp
 	fi
+	# ... nor a user name: getpass.getuser() raises then, and torch._dynamo, the CuTe DSL and QuACK call it
+	# (FlashInfer sets USER itself for this). Give it one, as OpenShift's own images do.
+	if ! id -un >/dev/null 2>&1; then
+		export USER="${USER:-default}"
+		export LOGNAME="${LOGNAME:-$USER}"
+	fi
 
 	if [[ $# -eq 0 || "$1" == "serve" || "$1" == "check" || "$1" == "env" || "$1" == "download" || "$1" == -* ]]; then
 		exec "${LAUNCHER_PYTHON:-python3}" -m glm_image_sglang "$@"

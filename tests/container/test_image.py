@@ -115,6 +115,13 @@ def test_image_dirs_group_writable_without_tmpfs(image):
     assert proc.stdout.strip() == "ok", proc.stderr
 
 
+def test_arbitrary_uid_has_a_user_name(image):
+    """An arbitrary UID has no passwd entry: the entrypoint should name it, or getpass.getuser() raises in
+    torch._dynamo, the CuTe DSL and QuACK."""
+    proc = run(image, "python3", "-c", "import getpass; print(getpass.getuser())")
+    assert (proc.returncode, proc.stdout.strip()) == (0, "default"), proc.stderr[-2000:]
+
+
 def test_devel_toolchain_present(image):
     """gcc, nvcc, ninja and libnuma.so.1 should be in the running image (Triton and JIT kernels need them)."""
     proc = run(
