@@ -173,15 +173,16 @@ def check_glm_edit_path() -> None:
 
 
 def check_ar_server_edits() -> bool:
-    """GLM_AR=srt|URL serves edits in-process through the plugin; a warning (the mode is opt-in) where this
-    SGLang has moved what the plugin patches. Returns whether the patch applies."""
-    from .sglang_plugin import patch_glm_image_local_edits
+    """GLM_AR=srt|URL serves edits in-process through the plugin (and GLM_AR_START=together needs the same
+    patch); a warning where this SGLang has moved what the plugin patches. Returns whether the patch applies."""
+    from .sglang_plugin import patch_glm_image_ar_stage
 
-    if patch_glm_image_local_edits():
+    if patch_glm_image_ar_stage(edits_in_process=True, started_together=True):
         print("GLM_AR edits: the plugin's in-process edit patch applies")
         return True
     print("WARNING: GLM_AR edits: this SGLang has no VisionLanguageEncoderLoader.load_customized or "
-          "GlmImageAR.generate_prior_tokens to patch; with GLM_AR=srt or a URL, edits will fail")  # fmt: skip
+          "GlmImageAR.generate_prior_tokens to patch; with GLM_AR=srt or a URL, edits will fail, and so "
+          "will GLM_AR_START=together")  # fmt: skip
     return False
 
 

@@ -345,6 +345,13 @@ def _ar_stage(
     weights = gpu_bytes(model, AR_COMPONENT)
     fraction, gpu, host = None, (0 if plugin else -weights), 0
     together = settings.glm_ar_url is None and settings.glm_ar_start == "together"
+    if together and not plugin:
+        together = False
+        notes.append(
+            "GLM_AR_START=together: the AR server starts first all the same: SGLang checks its /health while "
+            "loading and without the image's plugin (this SGLang loads none, or GLM_IMAGE_SGLANG_PLUGIN=off) "
+            "cannot wait for it"
+        )
     max_tokens = AR_TOGETHER_TOKENS if together else None
     start = "started together with the diffusion server" if together else "the diffusion server starts once it is ready"
     if settings.glm_ar_url is not None:

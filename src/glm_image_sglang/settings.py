@@ -108,10 +108,11 @@ FIELDS: tuple[Field, ...] = (
         "glm_ar_start",
         "after-ready",
         "With an AR server started here (GLM_AR srt, or auto choosing it): after-ready starts the diffusion "
-        "server once the AR server answers /health; together starts both at once (about 45 s sooner ready on "
-        "an H200; opt-in until measured on a GPU): the AR server's KV cache is then capped at "
-        "16384 tokens and its static share raised so that the other's load cannot starve it, and the "
-        "gateway's readiness waits for both.",
+        "server once the AR server answers /health; together starts both at once (opt-in until its readiness is "
+        "measured on a GPU; needs the image's SGLang plugin, else after-ready): the AR server's KV cache is "
+        "then capped at 16384 tokens and its static share raised so that the other's load cannot starve it, "
+        "the diffusion server skips its load-time check of the AR server, and the gateway's readiness waits "
+        "for both.",
     ),
     Field(
         "PRESET",

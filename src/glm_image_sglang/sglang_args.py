@@ -178,6 +178,8 @@ def child_env(settings: Settings, plan: Plan, base: dict[str, str]) -> dict[str,
             env.setdefault(name, value)
     if plan.edits_in_process:
         env["GLM_IMAGE_AR_EDITS"] = "in-process"
+    if plan.ar_together:
+        env["GLM_IMAGE_AR_START"] = "together"
     if plan.offload == "expert-swap":
         env["GLM_IMAGE_EXPERT_SWAP"] = "on"
     cache = settings.caches

@@ -1,7 +1,8 @@
 """SGLang plugin shipped in the image (entry point `sglang.multimodal_gen.plugins`; SGLang calls
 register() in every worker before it builds the pipeline). Patches, each applied only where the installed
 SGLang has what it patches: GLM-Image edits with transformers 5.19 (below), edits in-process beside an AR
-server (patch_glm_image_local_edits), and A14B's expert swap (expert_swap.py, OFFLOAD=expert-swap).
+server and an AR server started at the same time (patch_glm_image_ar_stage), A14B's expert swap
+(expert_swap.py, OFFLOAD=expert-swap), and an eager VAE decode beside a compiled DiT (patch_vae_decode_eager).
 
 GLM-Image edits: SGLang turns the vision encoder's image features into one tensor with
 `torch.cat(features, dim=0)` (pooled_image_features_to_tensor) and hands it to the AR model's
@@ -66,12 +67,18 @@ def without_ar_server(server_args: Any) -> Any:
     return local
 
 
-def patch_glm_image_local_edits() -> bool:
-    """GLM_AR=srt or a URL: SGLang sends text-to-image to the AR server and raises NotImplementedError for
-    edits. With GLM_IMAGE_AR_EDITS=in-process (the launcher sets it), the diffusion server also loads the
-    AR model itself and runs edits in-process, as without the AR server; text-to-image still goes there."""
+def patch_glm_image_ar_stage(edits_in_process: bool, started_together: bool) -> bool:
+    """GLM_AR=srt or a URL. Edits: SGLang sends text-to-image to the AR server and raises NotImplementedError
+    for edits; with edits_in_process (GLM_IMAGE_AR_EDITS=in-process, which the launcher sets) the diffusion
+    server also loads the AR model itself and runs edits in-process, as without the AR server; text-to-image
+    still goes there. Started together (GLM_IMAGE_AR_START=together): SGLang checks the AR server's /health
+    once, while it loads, and on a refused connection falls back to a native AR model that cannot serve (on
+    an H200 the AR server answered 29 s after that check); the launcher's own AR server is then still
+    starting, so the check is left out and the gateway waits for that /health before the first generation."""
     import importlib
 
+    if not (edits_in_process or started_together):
+        return False
     try:
         loader = importlib.import_module(VL_LOADER).VisionLanguageEncoderLoader
         stage = importlib.import_module(GLM_STAGE).GlmImageAR
@@ -82,21 +89,54 @@ def patch_glm_image_local_edits() -> bool:
         return False
 
     def load_customized(self: Any, component_model_path: str, server_args: Any, *args: Any, **kwargs: Any) -> Any:
-        found = load(self, component_model_path, server_args, *args, **kwargs)  # checks the AR server's /health
-        if getattr(server_args, "srt_encoder_url", None) is None:
+        url = getattr(server_args, "srt_encoder_url", None)
+        if url is None:
+            return load(self, component_model_path, server_args, *args, **kwargs)
+        # what SGLang returns for an AR server, after its /health check unless that server is still starting
+        found = url if started_together else load(self, component_model_path, server_args, *args, **kwargs)
+        if not edits_in_process:
             return found
         return load(self, component_model_path, without_ar_server(server_args), *args, **kwargs)
 
-    def generate_prior_tokens(self: Any, prompt: str, height: int, width: int, server_args: Any, image: Any = None,
-                              seed: Any = None) -> Any:  # fmt: skip
+    def generate_prior_tokens(self: Any, prompt: str, height: int, width: int, server_args: Any, *args: Any,
+                              **kwargs: Any) -> Any:  # fmt: skip
+        # the rest as SGLang passes it: 0.5.23 adds seed=, 0.5.16 has no such parameter
+        image = kwargs.get("image", args[0] if args else None)
         if image and getattr(server_args, "srt_encoder_url", None) is not None:
             server_args = without_ar_server(server_args)
-        return generate(self, prompt, height, width, server_args, image=image, seed=seed)
+        return generate(self, prompt, height, width, server_args, *args, **kwargs)
 
     load_customized.__wrapped__ = load  # type: ignore[attr-defined]
-    generate_prior_tokens.__wrapped__ = generate  # type: ignore[attr-defined]
     loader.load_customized = load_customized
-    stage.generate_prior_tokens = generate_prior_tokens
+    if edits_in_process:
+        generate_prior_tokens.__wrapped__ = generate  # type: ignore[attr-defined]
+        stage.generate_prior_tokens = generate_prior_tokens
+    return True
+
+
+DECODING = "sglang.multimodal_gen.runtime.pipelines_core.stages.decoding"
+
+
+def patch_vae_decode_eager() -> bool:
+    """GLM_IMAGE_VAE_COMPILE=off: SGLang's --enable-torch-compile compiles the DiT *and* the VAE decode; the
+    VAE's compile cost TI2V-5B 80-115 s at every new size on an H200 (torch._dynamo's recompile limit in
+    Wan's VAE) for 0.9 s of decode, the DiT's 6-16 s for 8.6 % a step. With this the VAE decodes eagerly
+    and the DiT stays compiled."""
+    import importlib
+
+    try:
+        stage = importlib.import_module(DECODING).DecodingStage
+    except Exception:  # no such stage in this SGLang
+        return False
+    original = getattr(stage, "_get_vae_decode_fn", None)
+    if original is None or hasattr(original, "__wrapped__"):
+        return False
+
+    def _get_vae_decode_fn(self: Any, vae: Any, server_args: Any, *args: Any, **kwargs: Any) -> Any:
+        return kwargs.get("decode_fn") or vae.decode  # what SGLang returns with compile off
+
+    _get_vae_decode_fn.__wrapped__ = original  # type: ignore[attr-defined]
+    stage._get_vae_decode_fn = _get_vae_decode_fn
     return True
 
 
@@ -123,6 +163,15 @@ def register() -> None:
             print("glm-image-sglang plugin: WARNING: OFFLOAD=expert-swap asked, but this SGLang has no "
                   "DenoisingStage._select_and_manage_model to patch: both experts stay on the GPU",
                   file=sys.stderr, flush=True)  # fmt: skip
-    if os.environ.get("GLM_IMAGE_AR_EDITS") == "in-process" and patch_glm_image_local_edits():
-        print("glm-image-sglang plugin: GLM-Image edits run in-process (text-to-image on the AR server)",
+    if os.environ.get("GLM_IMAGE_VAE_COMPILE") == "off" and patch_vae_decode_eager():
+        print("glm-image-sglang plugin: the VAE decodes eagerly (torch.compile for the DiT only)",
               file=sys.stderr, flush=True)  # fmt: skip
+    edits = os.environ.get("GLM_IMAGE_AR_EDITS") == "in-process"
+    together = os.environ.get("GLM_IMAGE_AR_START") == "together"
+    if patch_glm_image_ar_stage(edits, together):
+        if edits:
+            print("glm-image-sglang plugin: GLM-Image edits run in-process (text-to-image on the AR server)",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        if together:
+            print("glm-image-sglang plugin: the AR server starts beside this one: its /health is left to the "
+                  "gateway, not checked while loading", file=sys.stderr, flush=True)  # fmt: skip

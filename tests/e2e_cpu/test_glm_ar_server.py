@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from harness import Server, free_port
+from harness import E2E_PYTHON, Server, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -157,3 +157,49 @@ def test_srt_layout_stops_both_on_sigterm(srt_server):
     code, _ = srt_server.stop()
     assert code == 0, srt_server.logs()[-3000:]
     assert "'AR server': " in srt_server.logs().split("stopped after")[-1]
+
+
+# SGLANG_BIN for the together layout: holds the AR server (the command with --enable-multimodal) until the
+# diffusion server, started beside it, listens on its port, i.e. has loaded every component. On an H200 the
+# AR server answered /health 29 s after the diffusion server had checked it while loading; on the CPU either
+# may come first, so the test makes the GPU's order certain.
+HOLD_AR = """#!/bin/bash
+case " $* " in *" --enable-multimodal "*)
+  until (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do sleep 0.5; done;;
+esac
+exec {sglang} "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def together_server(tiny_models, tmp_path_factory) -> Iterator[Server]:
+    """GLM_AR=srt with GLM_AR_START=together, the AR server ready only after the diffusion server's load."""
+    tmp = tmp_path_factory.mktemp("glm-together")
+    port = free_port()
+    wrapper = tmp / "sglang"
+    wrapper.write_text(HOLD_AR.format(port=port, sglang=E2E_PYTHON.parent / "sglang"))
+    wrapper.chmod(0o755)
+    env = {"GLM_AR": "srt", "GLM_AR_START": "together", "SGLANG_PORT": str(port), "SGLANG_BIN": str(wrapper)}
+    served = Server("host", tiny_models, "glm-image", tmp, env)
+    try:
+        yield served
+    finally:
+        served.stop()
+        served.remove()
+
+
+def test_together_layout_serves_text_to_image_through_an_ar_server_that_came_last(together_server):
+    """GLM_AR_START=together with an AR server that answers only after the diffusion server has loaded:
+    the diffusion server should not give up on it while loading (SGLang falls back to an AR model that
+    cannot serve), the container should turn ready, and text-to-image should go through the AR server."""
+    logs = together_server.logs()
+    assert "AR server (started together with SGLang): " in logs
+    assert "its /health is left to the gateway" in logs, logs[-3000:]
+    assert "Failed to reach AR encoder server" not in logs and "falling back to native" not in logs
+    before = logs.count('"POST /generate HTTP/1.1" 200')
+    assert before >= 1, logs[-3000:]  # the readiness generation went through it
+    resp = together_server.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x32",
+                                                                        "num_inference_steps": 2, "response_format": "b64_json"})  # fmt: skip
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
+    assert together_server.logs().count('"POST /generate HTTP/1.1" 200') == before + 1

@@ -402,15 +402,20 @@ def test_glm_ar_srt_serves_once_both_are_up(env, tmp_path):
 def test_glm_ar_started_together_is_ready_once_both_answer(env, tmp_path):
     """GLM_AR_START=together: SGLang should start at once beside the AR server (no wait for its /health),
     the AR server should get its KV cache cap, and the container should turn ready only once the slower
-    AR server answers too (the gateway asks both); SIGTERM stops both."""
-    env = env | {
-        "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
-        "GLM_AR": "srt",
-        "GLM_AR_START": "together",
-        "FAKE_SGLANG_MODE": "serve",
-        "FAKE_SGLANG_AR_LOAD_S": "4",
-        "READY_PROBE": "health",
-    }
+    AR server answers too (the gateway asks both); SIGTERM stops both. The SGLang here loads the image's
+    plugin, which together needs."""
+    env = (
+        env
+        | sglang_dist(tmp_path / "site")
+        | {
+            "MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image")),
+            "GLM_AR": "srt",
+            "GLM_AR_START": "together",
+            "FAKE_SGLANG_MODE": "serve",
+            "FAKE_SGLANG_AR_LOAD_S": "4",
+            "READY_PROBE": "health",
+        }
+    )
     proc, out = serve_until_ready_then_stop(env)
     text = out.text
     ar = text.split("AR server (started together with SGLang): ")[1].splitlines()[0]

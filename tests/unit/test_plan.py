@@ -200,6 +200,15 @@ def test_glm_ar_started_together_plans_the_same_memory(library, mem):
     assert any("started together with the diffusion server" in n and "16384 tokens" in n for n in together.notes)
 
 
+def test_glm_ar_start_together_needs_the_plugin(library):
+    """GLM_AR_START=together where SGLang loads no plugin: SGLang would check the AR server's /health while
+    loading and fall back to an AR model that cannot serve, so the AR server should start first, with a note
+    saying why."""
+    plan = make_plan(settings(glm_ar="srt", glm_ar_start="together"), library["glm-image"], machine(), plugin=False)
+    assert not plan.ar_together and plan.ar_max_tokens is None
+    assert any("GLM_AR_START=together: the AR server starts first all the same" in n for n in plan.notes)
+
+
 def test_glm_ar_start_together_leaves_a_running_server_alone(library):
     """GLM_AR_START=together with GLM_AR=<url>: that server is not started here, so nothing starts together."""
     plan = make_plan(settings(glm_ar="http://ar:30000", glm_ar_start="together"), library["glm-image"], machine())

@@ -259,3 +259,16 @@ def test_ar_server_started_together_caps_its_kv_cache(tmp_path):
     s = Settings.from_env(env)
     a = sglang_args.build_ar(s, model, make_plan(s, model, h200, plugin=True), 32000)
     assert float(flag(a, "--mem-fraction-static")) < 0.3 and "--max-total-tokens" not in a
+
+
+def test_ar_server_started_together_tells_the_plugin(tmp_path):
+    """GLM_AR_START=together: the diffusion server's environment should carry GLM_IMAGE_AR_START=together, so
+    the image's plugin leaves out SGLang's load-time /health check of an AR server that is still starting;
+    after-ready should not set it."""
+    model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
+    h200 = Machine((Gpu(0, "H200", 143771 * 2**20),), "nvidia-smi", None)
+    env = {"MODEL_PATH": str(model.path), "GLM_AR": "srt"}
+    s = Settings.from_env({**env, "GLM_AR_START": "together"})
+    assert sglang_args.child_env(s, make_plan(s, model, h200, plugin=True), {})["GLM_IMAGE_AR_START"] == "together"
+    s = Settings.from_env(env)
+    assert "GLM_IMAGE_AR_START" not in sglang_args.child_env(s, make_plan(s, model, h200, plugin=True), {})
