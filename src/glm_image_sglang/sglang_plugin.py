@@ -72,9 +72,10 @@ def patch_glm_image_ar_stage(edits_in_process: bool, started_together: bool) -> 
     for edits; with edits_in_process (GLM_IMAGE_AR_EDITS=in-process, which the launcher sets) the diffusion
     server also loads the AR model itself and runs edits in-process, as without the AR server; text-to-image
     still goes there. Started together (GLM_IMAGE_AR_START=together): SGLang checks the AR server's /health
-    once, while it loads, and on a refused connection falls back to a native AR model that cannot serve (on
-    an H200 the AR server answered 29 s after that check); the launcher's own AR server is then still
-    starting, so the check is left out and the gateway waits for that /health before the first generation."""
+    once, while it loads, and on a refused connection falls back to loading the AR model itself with a
+    traceback (on an H200 the AR server answered 29 s after that check; 18.8 GB more on the GPU). The
+    launcher's own AR server is then still starting, so the check is left out and the gateway waits for
+    that /health before the first generation."""
     import importlib
 
     if not (edits_in_process or started_together):

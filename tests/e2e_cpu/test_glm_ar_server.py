@@ -190,8 +190,8 @@ def together_server(tiny_models, tmp_path_factory) -> Iterator[Server]:
 
 def test_together_layout_serves_text_to_image_through_an_ar_server_that_came_last(together_server):
     """GLM_AR_START=together with an AR server that answers only after the diffusion server has loaded:
-    the diffusion server should not give up on it while loading (SGLang falls back to an AR model that
-    cannot serve), the container should turn ready, and text-to-image should go through the AR server."""
+    the diffusion server should not give up on it while loading (SGLang falls back to loading the AR
+    model itself, with a traceback), the container should turn ready, and text-to-image should go through the AR server."""
     logs = together_server.logs()
     assert "AR server (started together with SGLang): " in logs
     assert "its /health is left to the gateway" in logs, logs[-3000:]

@@ -202,7 +202,7 @@ def test_glm_ar_started_together_plans_the_same_memory(library, mem):
 
 def test_glm_ar_start_together_needs_the_plugin(library):
     """GLM_AR_START=together where SGLang loads no plugin: SGLang would check the AR server's /health while
-    loading and fall back to an AR model that cannot serve, so the AR server should start first, with a note
+    loading and fall back to loading the AR model itself, so the AR server should start first, with a note
     saying why."""
     plan = make_plan(settings(glm_ar="srt", glm_ar_start="together"), library["glm-image"], machine(), plugin=False)
     assert not plan.ar_together and plan.ar_max_tokens is None
