@@ -106,8 +106,17 @@ class DockerExecTransport(httpx.BaseTransport):
 class Server:
     """One running server (host process or container) with an httpx client and its log."""
 
-    def __init__(self, backend: str, models: Path, key: str, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        backend: str,
+        models: Path,
+        key: str,
+        tmp: Path,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
         self.backend = backend
+        self.ready_timeout = ready_timeout
         self.key = key
         self.health_seen: list[Any] = []
         folder = FOLDERS[key]
@@ -158,7 +167,7 @@ class Server:
         return state.stdout.strip() == "true"
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + self.ready_timeout
         while True:
             try:
                 resp = self.client.get("/health", timeout=5)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from harness import E2E_PYTHON, Server, free_port
+from harness import E2E_PYTHON, READY_TIMEOUT, Server, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -180,7 +180,8 @@ def together_server(tiny_models, tmp_path_factory) -> Iterator[Server]:
     wrapper.write_text(HOLD_AR.format(port=port, sglang=E2E_PYTHON.parent / "sglang"))
     wrapper.chmod(0o755)
     env = {"GLM_AR": "srt", "GLM_AR_START": "together", "SGLANG_PORT": str(port), "SGLANG_BIN": str(wrapper)}
-    served = Server("host", tiny_models, "glm-image", tmp, env)
+    # the two servers' loads run one after the other here (376 s on 2 busy cores): more than one load's limit
+    served = Server("host", tiny_models, "glm-image", tmp, env, ready_timeout=2 * READY_TIMEOUT)
     try:
         yield served
     finally:
