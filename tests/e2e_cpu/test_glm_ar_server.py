@@ -137,19 +137,25 @@ def srt_server(tiny_models, tmp_path_factory) -> Iterator[Server]:
         served.remove()
 
 
+def assert_text_to_image_through_the_llm_runtime(server: Server) -> None:
+    """The readiness generation and then a 64x32 text-to-image request went through the AR server's
+    /generate, and the image came back at its size."""
+    before = server.logs().count('"POST /generate HTTP/1.1" 200')
+    assert before >= 1, server.logs()[-3000:]  # the readiness generation went through it
+    resp = server.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x32",
+                                                               "num_inference_steps": 2, "response_format": "b64_json"})  # fmt: skip
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
+    assert server.logs().count('"POST /generate HTTP/1.1" 200') == before + 1
+
+
 def test_srt_layout_serves_text_to_image_through_sglangs_llm_runtime(srt_server):
     """With GLM_AR=srt the AR server should start first, the diffusion server once it answers, and a
     64x32 text-to-image request should come back at its size with the AR stage on the LLM runtime."""
     logs = srt_server.logs()
     assert "AR server (started first; SGLang once it is ready): " in logs and "--device cpu" in logs
     assert "/health answered 200 after" in logs and "starting SGLang" in logs
-    before = logs.count('"POST /generate HTTP/1.1" 200')
-    assert before >= 1, logs[-3000:]  # the readiness generation went through it
-    resp = srt_server.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x32",
-                                                                   "num_inference_steps": 2, "response_format": "b64_json"})  # fmt: skip
-    assert resp.status_code == 200, resp.text[-2000:]
-    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
-    assert srt_server.logs().count('"POST /generate HTTP/1.1" 200') == before + 1
+    assert_text_to_image_through_the_llm_runtime(srt_server)
 
 
 def test_srt_layout_stops_both_on_sigterm(srt_server):
@@ -192,15 +198,10 @@ def together_server(tiny_models, tmp_path_factory) -> Iterator[Server]:
 def test_together_layout_serves_text_to_image_through_an_ar_server_that_came_last(together_server):
     """GLM_AR_START=together with an AR server that answers only after the diffusion server has loaded:
     the diffusion server should not give up on it while loading (SGLang falls back to loading the AR
-    model itself, with a traceback), the container should turn ready, and text-to-image should go through the AR server."""
+    model itself, with a traceback), the container should turn ready, and text-to-image should go through
+    the AR server."""
     logs = together_server.logs()
     assert "AR server (started together with SGLang): " in logs
     assert "its /health is left to the gateway" in logs, logs[-3000:]
     assert "Failed to reach AR encoder server" not in logs and "falling back to native" not in logs
-    before = logs.count('"POST /generate HTTP/1.1" 200')
-    assert before >= 1, logs[-3000:]  # the readiness generation went through it
-    resp = together_server.client.post("/v1/images/generations", json={"prompt": "a fox", "size": "64x32",
-                                                                        "num_inference_steps": 2, "response_format": "b64_json"})  # fmt: skip
-    assert resp.status_code == 200, resp.text[-2000:]
-    assert Image.open(io.BytesIO(base64.b64decode(resp.json()["data"][0]["b64_json"]))).size == (64, 32)
-    assert together_server.logs().count('"POST /generate HTTP/1.1" 200') == before + 1
+    assert_text_to_image_through_the_llm_runtime(together_server)
