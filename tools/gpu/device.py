@@ -16,6 +16,8 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
                                                      the same request: s/step, end to end, ready, memory,
                                                      b's pixel drift from a (e.g. --b PRESET=fast)
   python3 tools/gpu/device.py matmul                 bf16 matmul TFLOP/s (burst and sustained)
+  python3 tools/gpu/device.py prebuild [9.0a ...]    build the kernels a cold Wan start compiles, GPU hidden;
+                                                     `starts ... --seed-kernels` starts cold with them
   python3 tools/gpu/device.py fa2-build [--archs 90]  compile the flash-attn sdist carried in .gpu/fa2/ as the
                                                      Dockerfile does, in the background; `fa2-check` joins it,
                                                      checks flash_attn_func against SDPA and times it
@@ -58,6 +60,7 @@ T_START = time.monotonic()
 # --emulate-mib: a ballast process holds the rest of the GPU so that this much is free, as on a smaller card
 # (the launcher plans for the free memory of a shared GPU); --env: settings for our launcher
 EMULATE_MIB: int | None = None
+SEED_KERNELS = False  # starts --seed-kernels
 OURS_ENV: dict[str, str] = {}
 # --plugin: SGLang 0.5.16 loads no plugins; tools/gpu/plugin_hook makes our SGLang children apply the image's
 # plugin as 0.5.23 and main do, and tells our launcher so (e.g. --plugin --env OFFLOAD=expert-swap)
@@ -851,6 +854,8 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
         cache = Path(f"/tmp/starts-cache/{key}-{side}")
         if temp == "cold":
             shutil.rmtree(cache, ignore_errors=True)
+            if SEED_KERNELS and side == "ours":
+                seed_kernels(cache)
         if deadline - time.monotonic() < 120:
             log(f"{run}: skipped, {deadline - time.monotonic():.0f} s left")
             continue
@@ -887,6 +892,62 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
             f"compile lines {row['compile_lines']}")  # fmt: skip
         log(f"  {'':11} {row['phases']}")
         log(f"  {'':11} caches after it: {row['caches']}")
+
+
+PREBUILT = Path("/tmp/prebuilt")
+# What a cold Wan start compiles silently (43.5 s in TI2V-5B's first denoising step, 2026-12-01; the start's
+# `caches`: flashinfer's JIT cache and one tvm-ffi module): flashinfer's RoPE module (SGLang's Wan DiT calls
+# apply_rope_with_cos_sin_cache_inplace) and SGLang's VAE kernel causal_conv3d_cat_pad (fp32), both nvcc builds.
+PREBUILD_CODE = """
+import os, shutil, sys, time
+from pathlib import Path
+import torch
+out = Path(sys.argv[1])
+t = time.monotonic()
+from flashinfer.jit import env as fi_env
+from flashinfer.jit.rope import gen_rope_module
+spec = gen_rope_module()
+spec.build(verbose=False)
+aot = fi_env.FLASHINFER_AOT_DIR / spec.name / f"{spec.name}.so"
+aot.parent.mkdir(parents=True, exist_ok=True)
+shutil.copy2(spec.jit_library_path, aot)
+print(f"flashinfer {spec.name}: {time.monotonic() - t:.1f} s -> {aot} ({aot.stat().st_size >> 20} MiB)", flush=True)
+from sglang.jit_kernel.utils import override_jit_cuda_arch
+from sglang.jit_kernel.diffusion import causal_conv3d_cat_pad as conv
+for arch in sys.argv[2:]:
+    t = time.monotonic()
+    major, minor = arch.rstrip("a").split(".")
+    with override_jit_cuda_arch(int(major), int(minor), "a" if arch.endswith("a") else ""):
+        conv._jit_causal_conv3d_cat_pad_module.__wrapped__(torch.float32)
+    print(f"sglang causal_conv3d_cat_pad fp32 for {arch}: {time.monotonic() - t:.1f} s", flush=True)
+print("tvm-ffi:", sorted(p.name for p in (out / "tvm-ffi").iterdir()), flush=True)
+"""
+
+
+def prebuild(archs: list[str]) -> bool:
+    """Issue 15's lever, tried before it goes into the image: build those kernels with the GPU hidden, as an
+    image build would (FLASHINFER_CUDA_ARCH_LIST, SGLang's override_jit_cuda_arch), and put them where a
+    start finds them: flashinfer's AOT folder in /tmp/site (loaded before any JIT cache, for every later
+    start in this machine hold) and /tmp/prebuilt/tvm-ffi (`starts --seed-kernels` copies it into a cold
+    start's CACHE_DIR/tvm-ffi, as the launcher would seed CACHE_DIR from the image)."""
+    shutil.rmtree(PREBUILT, ignore_errors=True)
+    (PREBUILT / "tvm-ffi").mkdir(parents=True)
+    env = dict(child_env(), CUDA_VISIBLE_DEVICES="", FLASHINFER_CUDA_ARCH_LIST=" ".join(archs),
+               FLASHINFER_WORKSPACE_BASE=str(PREBUILT / "flashinfer-work"),
+               TVM_FFI_CACHE_DIR=str(PREBUILT / "tvm-ffi"))  # fmt: skip
+    t = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", PREBUILD_CODE, str(PREBUILT), *archs], env=env, capture_output=True,
+                       text=True)  # fmt: skip
+    log(f"prebuild for {archs} without a GPU: exit {r.returncode} in {time.monotonic() - t:.0f} s")
+    log((r.stdout + r.stderr).strip()[-3000:])
+    return r.returncode == 0
+
+
+def seed_kernels(cache: Path) -> None:
+    """A cold start's CACHE_DIR with the prebuilt tvm-ffi modules in it (the flashinfer one sits in the site)."""
+    if (PREBUILT / "tvm-ffi").is_dir():
+        shutil.copytree(PREBUILT / "tvm-ffi", cache / "tvm-ffi", dirs_exist_ok=True)
+        log(f"seeded {cache / 'tvm-ffi'} with {sorted(p.name for p in (PREBUILT / 'tvm-ffi').iterdir())}")
 
 
 FA2 = Path("/tmp/fa2")
@@ -1087,6 +1148,7 @@ def main() -> int:
     st.add_argument("runs", nargs="+", choices=["ours-cold", "ours-warm", "stock-cold", "stock-warm"])
     st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
     st.add_argument("--rehearse", action="store_true")
+    st.add_argument("--seed-kernels", action="store_true", help="ours-cold starts with `prebuild`'s kernels")
     cp = sub.add_parser("compare", help="ours with two sets of settings, one model, the same request")
     cp.add_argument("key", choices=sorted(k for k in NAMES if k != "glm-image"))
     cp.add_argument("--a", action="append", default=[], metavar="NAME=VALUE", help="side a's settings (default: none)")
@@ -1100,6 +1162,8 @@ def main() -> int:
         p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for our launcher")
         p.add_argument("--plugin", action="store_true", help="our SGLang children apply the image's plugin (0.5.16)")
     sub.add_parser("matmul")
+    pb = sub.add_parser("prebuild", help="build the kernels a cold Wan start compiles, with the GPU hidden")
+    pb.add_argument("archs", nargs="*", default=["9.0a"])
     sb = sub.add_parser("swapbench", help="the expert swap alone: each direction timed with the GPU idle")
     sb.add_argument("--gib", type=float, default=26.6)
     fb = sub.add_parser("fa2-build", help="compile the carried flash-attn sdist in the background")
@@ -1112,8 +1176,9 @@ def main() -> int:
     global EMULATE_MIB
     EMULATE_MIB = getattr(args, "emulate_mib", None)
     OURS_ENV.update(item.split("=", 1) for item in getattr(args, "env", []))
-    global PLUGIN_HOOK
+    global PLUGIN_HOOK, SEED_KERNELS
     PLUGIN_HOOK = getattr(args, "plugin", False)
+    SEED_KERNELS = getattr(args, "seed_kernels", False)
     if args.cmd == "stage":
         stage()
     elif args.cmd == "build":
@@ -1122,6 +1187,8 @@ def main() -> int:
         return 0 if wait_built(args.key, args.limit) else 1
     elif args.cmd == "matmul":
         matmul()
+    elif args.cmd == "prebuild":
+        return 0 if prebuild(args.archs) else 1
     elif args.cmd == "swapbench":
         swapbench(args.gib)
     elif args.cmd == "fa2-build":
