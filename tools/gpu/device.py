@@ -895,49 +895,20 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
 
 
 PREBUILT = Path("/tmp/prebuilt")
-# What a cold Wan start compiles silently (43.5 s in TI2V-5B's first denoising step, 2026-12-01; the start's
-# `caches`: flashinfer's JIT cache and one tvm-ffi module): flashinfer's RoPE module (SGLang's Wan DiT calls
-# apply_rope_with_cos_sin_cache_inplace) and SGLang's VAE kernel causal_conv3d_cat_pad (fp32), both nvcc builds.
-PREBUILD_CODE = """
-import os, shutil, sys, time
-from pathlib import Path
-import torch
-out = Path(sys.argv[1])
-t = time.monotonic()
-from flashinfer.jit import env as fi_env
-from flashinfer.jit.rope import gen_rope_module
-spec = gen_rope_module()
-spec.build(verbose=False)
-aot = fi_env.FLASHINFER_AOT_DIR / spec.name / f"{spec.name}.so"
-aot.parent.mkdir(parents=True, exist_ok=True)
-shutil.copy2(spec.jit_library_path, aot)
-print(f"flashinfer {spec.name}: {time.monotonic() - t:.1f} s -> {aot} ({aot.stat().st_size >> 20} MiB)", flush=True)
-from sglang.jit_kernel.utils import override_jit_cuda_arch
-from sglang.jit_kernel.diffusion import causal_conv3d_cat_pad as conv
-for arch in sys.argv[2:]:
-    t = time.monotonic()
-    major, minor = arch.rstrip("a").split(".")
-    with override_jit_cuda_arch(int(major), int(minor), "a" if arch.endswith("a") else ""):
-        conv._jit_causal_conv3d_cat_pad_module.__wrapped__(torch.float32)
-    print(f"sglang causal_conv3d_cat_pad fp32 for {arch}: {time.monotonic() - t:.1f} s", flush=True)
-print("tvm-ffi:", sorted(p.name for p in (out / "tvm-ffi").iterdir()), flush=True)
-"""
 
 
 def prebuild(archs: list[str]) -> bool:
-    """Issue 15's lever, tried before it goes into the image: build those kernels with the GPU hidden, as an
-    image build would (FLASHINFER_CUDA_ARCH_LIST, SGLang's override_jit_cuda_arch), and put them where a
-    start finds them: flashinfer's AOT folder in /tmp/site (loaded before any JIT cache, for every later
-    start in this machine hold) and /tmp/prebuilt/tvm-ffi (`starts --seed-kernels` copies it into a cold
-    start's CACHE_DIR/tvm-ffi, as the launcher would seed CACHE_DIR from the image)."""
+    """Issue 15's lever, tried before it goes into the image: build the kernels a cold Wan start compiles
+    (tools/gpu/prebuild_kernels.py) with the GPU hidden, as an image build would, and put them where a start
+    finds them: flashinfer's AOT folder in /tmp/site (loaded before any JIT cache, for every later start in
+    this machine hold) and /tmp/prebuilt/tvm-ffi (`starts --seed-kernels` copies it into a cold start's
+    CACHE_DIR/tvm-ffi, as the launcher would seed CACHE_DIR from the image)."""
     shutil.rmtree(PREBUILT, ignore_errors=True)
     (PREBUILT / "tvm-ffi").mkdir(parents=True)
-    env = dict(child_env(), CUDA_VISIBLE_DEVICES="", FLASHINFER_CUDA_ARCH_LIST=" ".join(archs),
-               FLASHINFER_WORKSPACE_BASE=str(PREBUILT / "flashinfer-work"),
-               TVM_FFI_CACHE_DIR=str(PREBUILT / "tvm-ffi"))  # fmt: skip
+    env = dict(child_env(), CUDA_VISIBLE_DEVICES="")
     t = time.monotonic()
-    r = subprocess.run([sys.executable, "-c", PREBUILD_CODE, str(PREBUILT), *archs], env=env, capture_output=True,
-                       text=True)  # fmt: skip
+    r = subprocess.run([sys.executable, str(REPO / "tools/gpu/prebuild_kernels.py"), str(PREBUILT), *archs], env=env,
+                       capture_output=True, text=True)  # fmt: skip
     log(f"prebuild for {archs} without a GPU: exit {r.returncode} in {time.monotonic() - t:.0f} s")
     log((r.stdout + r.stderr).strip()[-3000:])
     return r.returncode == 0
