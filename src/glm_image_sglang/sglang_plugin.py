@@ -2,7 +2,8 @@
 register() in every worker before it builds the pipeline). Patches, each applied only where the installed
 SGLang has what it patches: GLM-Image edits with transformers 5.19 (below), edits in-process beside an AR
 server and an AR server started at the same time (patch_glm_image_ar_stage), A14B's expert swap
-(expert_swap.py, OFFLOAD=expert-swap), and an eager VAE decode beside a compiled DiT (patch_vae_decode_eager).
+(expert_swap.py, OFFLOAD=expert-swap), an eager VAE decode beside a compiled DiT (patch_vae_decode_eager),
+and a log line for each CUDA kernel compile of a cold start (kernel_compiles.py).
 
 GLM-Image edits: SGLang turns the vision encoder's image features into one tensor with
 `torch.cat(features, dim=0)` (pooled_image_features_to_tensor) and hands it to the AR model's
@@ -151,6 +152,9 @@ def register() -> None:
 
     if not enabled(os.environ):
         return
+    from .kernel_compiles import install
+
+    install()
     if patch_glm_image_edit():
         # SGLang's logging setup does not show other packages' loggers; this line must reach the pod log.
         print("glm-image-sglang plugin: GLM-Image edits keep per-image vision features", file=sys.stderr, flush=True)

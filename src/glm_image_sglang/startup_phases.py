@@ -5,7 +5,8 @@ Phases: SGLang's imports (until it prints `Starting server...`), its worker's st
 that imports everything again, until the component load begins), each component's weight load
 (`Loading X from ...` / `Loaded X: ...`), SGLang's own start after the load (until the gateway sees its
 /health 200), and the readiness test generation, the first generation after a start, which also compiles
-kernels (a warm CACHE_DIR makes it short). Checked against SGLang 0.5.16 and 0.5.23 logs.
+kernels (a warm CACHE_DIR makes it short). Checked against SGLang 0.5.16 and 0.5.23 logs. The kernel
+compiles are the image plugin's lines (kernel_compiles.py), summed over every worker.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ LOAD_START = re.compile(r"Loading required components|Memory-aware component loa
 COMPONENT_START = re.compile(r"\bLoading (\w+) from \S")
 COMPONENT_DONE = re.compile(r"\bLoaded (\w+): ")
 UPSTREAM_UP = re.compile(r"answered /health 200; running a test generation")
+KERNEL_COMPILED = re.compile(r"compiled CUDA kernel (\S+) \(([^)]+)\) in ([0-9.]+) s")
 
 
 class StartupPhases:
@@ -27,6 +29,7 @@ class StartupPhases:
         self.lock = threading.Lock()
         self.marks: dict[str, float] = {}
         self.components: dict[str, list[float]] = {}  # name -> [start, end]; end < 0 until its "Loaded" line
+        self.compiles: list[tuple[str, float]] = []  # (kernel, seconds), as the plugin reported them
 
     def observe(self, line: str, now: float | None = None) -> None:
         """One output line of a child, as it arrives."""
@@ -46,6 +49,9 @@ class StartupPhases:
                 self.marks["loaded"] = t
             if "upstream" not in self.marks and UPSTREAM_UP.search(line):
                 self.marks["upstream"] = t
+            m = KERNEL_COMPILED.search(line)
+            if m:
+                self.compiles.append((m.group(1), float(m.group(3))))
 
     def summary(self, until: float | None = None) -> str:
         """One line: each phase's seconds, in the order they happened, up to `until` (seconds since the
@@ -54,6 +60,7 @@ class StartupPhases:
         with self.lock:
             marks = dict(self.marks)
             components = {k: v for k, v in self.components.items() if v[1] >= 0}
+            compiles = sorted(self.compiles, key=lambda c: -c[1])
         parts = []
         imports, load, loaded, upstream = (marks.get(k) for k in ("imports", "load", "loaded", "upstream"))
         if imports is not None:
@@ -69,4 +76,8 @@ class StartupPhases:
         if upstream is not None:
             parts.append(f"SGLang start after the load {upstream - (loaded or load or 0.0):.1f} s")
             parts.append(f"readiness generation {ready - upstream:.1f} s (the first after a start compiles kernels)")
+        if compiles:
+            each = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in compiles[:3])
+            more = f" and {len(compiles) - 3} more" if len(compiles) > 3 else ""
+            parts.append(f"CUDA kernel compiles {sum(s for _, s in compiles):.1f} s summed ({each}{more})")
         return "; ".join(parts) or "no phase lines recognised in SGLang's output"

@@ -53,3 +53,20 @@ def test_without_the_server_start_line():
 def test_unrecognised_output_says_so():
     """An SGLang whose log lines changed should give a plain statement, not wrong numbers."""
     assert phases_of([(5.0, "hello")]).summary(until=9.0) == "no phase lines recognised in SGLang's output"
+
+
+def test_kernel_compiles_are_summed_longest_first():
+    """The plugin's compile lines (from any worker, at any phase) should be summed, the longest named first."""
+    compiled = [(75.0, f"[worker] glm-image-sglang plugin: compiled CUDA kernel {name} ({source}) in {s} s")
+                for name, source, s in (("k1", "SGLang", "2.5"), ("rope", "flashinfer", "38.2"),
+                                        ("conv", "tvm-ffi", "5.0"), ("k4", "SGLang", "3.1"))]  # fmt: skip
+    text = phases_of(LINES + compiled).summary(until=110.0)
+    assert text.endswith("; CUDA kernel compiles 48.8 s summed (rope 38.2 s, conv 5.0 s, k4 3.1 s and 1 more)")
+
+
+def test_announcements_and_failures_are_not_counted_as_compiles():
+    """Only a finished compile has a time to add: the announcement and a failure line should not count."""
+    lines = [(75.0, "glm-image-sglang plugin: compiling CUDA kernel rope (flashinfer): its first use with this "
+                    "CACHE_DIR; kept there for the next start"),
+             (80.0, "glm-image-sglang plugin: compiling CUDA kernel rope (flashinfer) failed after 5.0 s")]  # fmt: skip
+    assert "CUDA kernel compiles" not in phases_of(LINES + lines).summary(until=110.0)
