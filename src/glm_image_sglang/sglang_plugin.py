@@ -154,7 +154,10 @@ def register() -> None:
         return
     from .kernel_compiles import install
 
-    install()
+    try:
+        install()
+    except Exception as e:  # log lines only: never a reason for a worker not to start
+        print(f"glm-image-sglang plugin: kernel-compile lines left out: {e!r}", file=sys.stderr, flush=True)
     if patch_glm_image_edit():
         # SGLang's logging setup does not show other packages' loggers; this line must reach the pod log.
         print("glm-image-sglang plugin: GLM-Image edits keep per-image vision features", file=sys.stderr, flush=True)

@@ -126,3 +126,18 @@ def test_vae_decode_stays_eager_beside_a_compiled_dit(monkeypatch):
     assert sglang_plugin.patch_vae_decode_eager()
     assert stage()._get_vae_decode_fn(vae, on) == vae.decode
     assert stage()._get_vae_decode_fn(vae, on, decode_fn=len) is len
+
+
+def test_a_failing_kernel_compile_hook_does_not_stop_the_worker(monkeypatch, capsys):
+    """The kernel-compile lines are only log lines: if installing them fails, register() should say so and go on."""
+    from glm_image_sglang import kernel_compiles
+
+    def broken(threshold: float = 3.0) -> list[str]:
+        raise RuntimeError("no meta_path here")
+
+    monkeypatch.setattr(kernel_compiles, "install", broken)
+    for name in ("GLM_IMAGE_SGLANG_PLUGIN", "GLM_IMAGE_EXPERT_SWAP", "GLM_IMAGE_VAE_COMPILE", "GLM_IMAGE_AR_EDITS",
+                 "GLM_IMAGE_AR_START"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    sglang_plugin.register()
+    assert "kernel-compile lines left out: RuntimeError('no meta_path here')" in capsys.readouterr().err
