@@ -22,15 +22,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-PREFIX = "glm-image-sglang plugin:"
+from .sglang_plugin import say
+
 SGLANG_NINJA = "sglang.kernels.jit.utils.compile.ninja"
 TVM_FFI = "tvm_ffi.cpp.extension"
 FLASHINFER = "flashinfer.jit.core"
-
-
-def say(line: str) -> None:
-    # SGLang's logging setup hides other packages' loggers; stderr reaches the pod log and the launcher.
-    print(f"{PREFIX} {line}", file=sys.stderr, flush=True)
 
 
 def reported(
@@ -54,17 +50,18 @@ def reported(
         timer = threading.Timer(threshold, announce)
         timer.daemon = True
         timer.start()
+        built = False
         try:
             result = build(*args, **kwargs)
-        except BaseException:
+            built = True
+            return result
+        finally:
             timer.cancel()
             if announced.is_set():
-                say(f"compiling {what} failed after {time.monotonic() - started:.1f} s")
-            raise
-        timer.cancel()
-        if announced.is_set():
-            say(f"compiled {what} in {time.monotonic() - started:.1f} s")
-        return result
+                seconds = time.monotonic() - started
+                say(
+                    f"compiled {what} in {seconds:.1f} s" if built else f"compiling {what} failed after {seconds:.1f} s"
+                )
 
     wrapper.__wrapped__ = build  # type: ignore[attr-defined]
     return wrapper
@@ -128,8 +125,6 @@ class AfterImport(importlib.abc.MetaPathFinder):
 
 def install(threshold: float = 3.0) -> list[str]:
     """Wraps each build function this environment has; returns what it wrapped (or will, on import)."""
-    import importlib
-
     done = []
     for module_name, owner_attr, name_of, source in (
         (SGLANG_NINJA, "build", sglang_spec_name, "SGLang"),

@@ -21,6 +21,13 @@ from collections.abc import Mapping
 from typing import Any
 
 GLM_STAGE = "sglang.multimodal_gen.runtime.pipelines_core.stages.model_specific_stages.glm_image"
+PREFIX = "glm-image-sglang plugin:"
+
+
+def say(line: str) -> None:
+    """One line of the plugin's in the worker's log. SGLang's logging setup hides other packages' loggers;
+    stderr reaches the pod log and the launcher (which reads the kernel-compile lines)."""
+    print(f"{PREFIX} {line}", file=sys.stderr, flush=True)
 
 
 def per_image_features(original: Any) -> Any:
@@ -157,29 +164,23 @@ def register() -> None:
     try:
         install()
     except Exception as e:  # log lines only: never a reason for a worker not to start
-        print(f"glm-image-sglang plugin: kernel-compile lines left out: {e!r}", file=sys.stderr, flush=True)
+        say(f"kernel-compile lines left out: {e!r}")
     if patch_glm_image_edit():
-        # SGLang's logging setup does not show other packages' loggers; this line must reach the pod log.
-        print("glm-image-sglang plugin: GLM-Image edits keep per-image vision features", file=sys.stderr, flush=True)
+        say("GLM-Image edits keep per-image vision features")
     if os.environ.get("GLM_IMAGE_EXPERT_SWAP") == "on":
         from .expert_swap import patch_denoising_stage
 
         if patch_denoising_stage():
-            print("glm-image-sglang plugin: Wan2.2-A14B keeps one expert on the GPU and swaps (OFFLOAD=expert-swap)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            say("Wan2.2-A14B keeps one expert on the GPU and swaps (OFFLOAD=expert-swap)")
         else:
-            print("glm-image-sglang plugin: WARNING: OFFLOAD=expert-swap asked, but this SGLang has no "
-                  "DenoisingStage._select_and_manage_model to patch: both experts stay on the GPU",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            say("WARNING: OFFLOAD=expert-swap asked, but this SGLang has no DenoisingStage._select_and_manage_model "
+                "to patch: both experts stay on the GPU")  # fmt: skip
     if os.environ.get("GLM_IMAGE_VAE_COMPILE") == "off" and patch_vae_decode_eager():
-        print("glm-image-sglang plugin: the VAE decodes eagerly (torch.compile for the DiT only)",
-              file=sys.stderr, flush=True)  # fmt: skip
+        say("the VAE decodes eagerly (torch.compile for the DiT only)")
     edits = os.environ.get("GLM_IMAGE_AR_EDITS") == "in-process"
     together = os.environ.get("GLM_IMAGE_AR_START") == "together"
     if patch_glm_image_ar_stage(edits, together):
         if edits:
-            print("glm-image-sglang plugin: GLM-Image edits run in-process (text-to-image on the AR server)",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            say("GLM-Image edits run in-process (text-to-image on the AR server)")
         if together:
-            print("glm-image-sglang plugin: the AR server starts beside this one: its /health is left to the "
-                  "gateway, not checked while loading", file=sys.stderr, flush=True)  # fmt: skip
+            say("the AR server starts beside this one: its /health is left to the gateway, not checked while loading")

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from glm_image_sglang import kernel_compiles
+from glm_image_sglang import kernel_compiles, sglang_plugin
 from glm_image_sglang.startup_phases import KERNEL_COMPILED
 
 pytestmark = pytest.mark.unit
@@ -95,7 +95,7 @@ def test_a_long_compile_is_announced_while_it_runs_and_timed_when_it_ends(said):
 def test_the_launcher_reads_the_compiled_line(said):
     """The line the module prints at the end of a compile should be the one the start-up summary sums."""
     flashinfer_compile(said)
-    match = KERNEL_COMPILED.search("[worker] " + kernel_compiles.PREFIX + " " + said[0][-1])
+    match = KERNEL_COMPILED.search("[worker] " + sglang_plugin.PREFIX + " " + said[0][-1])
     assert match and match.group(1) == "rope" and float(match.group(3)) >= 0.05
 
 
