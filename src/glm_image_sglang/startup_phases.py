@@ -5,8 +5,10 @@ Phases: SGLang's imports (until it prints `Starting server...`), its worker's st
 that imports everything again, until the component load begins), each component's weight load
 (`Loading X from ...` / `Loaded X: ...`), SGLang's own start after the load (until the gateway sees its
 /health 200), and the readiness test generation, the first generation after a start, which also compiles
-kernels (a warm CACHE_DIR makes it short). Checked against SGLang 0.5.16 and 0.5.23 logs. The kernel
-compiles are the image plugin's lines (kernel_compiles.py), summed over every worker.
+kernels (a warm CACHE_DIR makes it short). Where SGLang starts only once the AR server answers
+(GLM_AR_START=after-ready), that wait comes first and the imports count from SGLang's start. Checked
+against SGLang 0.5.16 and 0.5.23 logs. The kernel compiles are the image plugin's lines
+(kernel_compiles.py), summed over every worker.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ class StartupPhases:
         self.marks: dict[str, float] = {}
         self.components: dict[str, list[float]] = {}  # name -> [start, end]; end < 0 until its "Loaded" line
         self.compiles: list[tuple[str, float]] = []  # (kernel, seconds), as the plugin reported them
+        self.waited: tuple[str, float] | None = None  # SGLang started only once another server answered
+
+    def started_after(self, what: str, now: float | None = None) -> None:
+        """SGLang was started only now, once `what` answered /health (GLM_AR_START=after-ready: the AR
+        server's load): its imports count from here, and the wait is a phase of its own."""
+        t = (time.monotonic() if now is None else now) - self.t0
+        with self.lock:
+            self.waited = (what, t)
 
     def observe(self, line: str, now: float | None = None) -> None:
         """One output line of a child, as it arrives."""
@@ -61,14 +71,19 @@ class StartupPhases:
             marks = dict(self.marks)
             components = {k: v for k, v in self.components.items() if v[1] >= 0}
             compiles = sorted(self.compiles, key=lambda c: -c[1])
+            waited = self.waited
         parts = []
         imports, load, loaded, upstream = (marks.get(k) for k in ("imports", "load", "loaded", "upstream"))
+        began = 0.0
+        if waited is not None:
+            what, began = waited
+            parts.append(f"waiting for {what} {began:.1f} s")
         if imports is not None:
-            parts.append(f"SGLang imports {imports:.1f} s")
+            parts.append(f"SGLang imports {imports - began:.1f} s")
             if load is not None:
                 parts.append(f"worker start (imports again) {load - imports:.1f} s")
         elif load is not None:
-            parts.append(f"process start and imports {load:.1f} s")
+            parts.append(f"process start and imports {load - began:.1f} s")
         if components:
             each = ", ".join(f"{name} {end - start:.1f} s" for name, (start, end) in components.items())
             total = (loaded or load or 0.0) - (load or 0.0)

@@ -214,6 +214,7 @@ class Supervisor:
         for child in self.children:
             if child.proc is None and child.start_after and health_status(child.start_after)[0] == 200:
                 log(f"{child.start_after} answered 200 after {time.monotonic() - started:.0f} s: starting {child.name}")
+                self.phases.started_after(child.start_after)
                 if not self._start(child, threads_running=True):
                     return False
                 child.on_line = self.phases.observe

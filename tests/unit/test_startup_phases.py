@@ -70,3 +70,14 @@ def test_announcements_and_failures_are_not_counted_as_compiles():
                     "CACHE_DIR; kept there for the next start"),
              (80.0, "glm-image-sglang plugin: compiling CUDA kernel rope (flashinfer) failed after 5.0 s")]  # fmt: skip
     assert "CUDA kernel compiles" not in phases_of(LINES + lines).summary(until=110.0)
+
+
+def test_a_late_start_counts_its_wait_apart():
+    """SGLang started once the AR server answered (GLM_AR_START=after-ready): the wait is its own phase and
+    the imports count from SGLang's start, not from the launcher's."""
+    phases = StartupPhases(clock=0.0)
+    phases.started_after("http://127.0.0.1:32000/health", now=50.0)
+    for t, line in LINES:
+        phases.observe(line, now=t + 50.0)
+    text = phases.summary(until=160.0)
+    assert text.startswith("waiting for http://127.0.0.1:32000/health 50.0 s; SGLang imports 20.1 s; worker start")

@@ -470,6 +470,12 @@ class Scenario:
             while self.left() > 30 and "fired up" not in self.log_path.read_text(errors="replace"):
                 time.sleep(0.5)
             self.result["warmup_done_s"] = round(time.monotonic() - self.t0, 1)
+        if not self.stock:  # the launcher prints its ready and phases lines once its own poll sees the 200
+            until = time.monotonic() + 15
+            while "[launcher] start-up phases:" not in self.log_path.read_text(errors="replace"):
+                if time.monotonic() > until:
+                    break
+                time.sleep(0.2)
         text = self.log_path.read_text(errors="replace")
         m = re.search(r"\[launcher\] ready: .*? after ([\d.]+) s", text)
         if m:
