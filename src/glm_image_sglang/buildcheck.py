@@ -186,6 +186,19 @@ def check_ar_server_edits() -> bool:
     return False
 
 
+def check_compile_patch() -> bool:
+    """COMPILE=dit leaves the VAE decode eager through the plugin; a warning where this SGLang has moved what
+    it patches. Returns whether the patch applies."""
+    from .sglang_plugin import patch_vae_decode_eager
+
+    if patch_vae_decode_eager():
+        print("COMPILE=dit: the plugin's eager VAE decode patch applies")
+        return True
+    print("WARNING: COMPILE=dit: this SGLang has no DecodingStage._get_vae_decode_fn to patch; with COMPILE=dit "
+          "it compiles the VAE decode too (minutes on each new size's first request)")  # fmt: skip
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="glm-image-sglang-build-check", description=__doc__.split("\n")[0])
     parser.add_argument("--write", type=Path, help="write build-info.json here")
@@ -203,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         check_imports()
         check_glm_edit_path()
         check_ar_server_edits()
+        check_compile_patch()
     except CheckFailed as e:
         print(f"ERROR: build check failed: {e}", file=sys.stderr)
         return 1

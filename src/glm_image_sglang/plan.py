@@ -55,6 +55,7 @@ class Plan:
     preset: str = "default"  # PRESET resolved: fast only for the Wan 2.2 models (sglang_args.FAST_PRESET_ENV)
     ar_together: bool = False  # the AR server started here and the diffusion server start at once
     ar_max_tokens: int | None = None  # the AR server's --max-total-tokens (its KV cache), None: its own sizing
+    compile_dit: bool = False  # COMPILE=dit on a GPU: SGLang's --enable-torch-compile, the VAE left eager
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
@@ -218,6 +219,8 @@ def make_plan(
         notes = ["no GPU: SGLang's CPU platform (REQUIRE_GPU=false)"]
         ar = _ar_stage(settings, model, None, 0, plugin, srt_encoder, notes)
         preset = _preset(settings, model, notes)
+        if settings.compile != "off":
+            notes.append("compile: off (COMPILE=dit compiles for the GPU; there is none)")
         return Plan(
             0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process, preset,
             ar.together, ar.max_tokens,
@@ -269,9 +272,10 @@ def make_plan(
         )
     ar = _ar_stage(settings, model, per_gpu, gpu, plugin, srt_encoder, notes)
     preset = _preset(settings, model, notes)
+    compile_dit = _compile(settings, plugin, notes)
     return Plan(
         n, cfg, ulysses, ring, offload, gpu + ar.gpu, host + ar.host, tuple(notes), ar.fraction, ar.mode,
-        ar.edits_in_process, preset, ar.together, ar.max_tokens,
+        ar.edits_in_process, preset, ar.together, ar.max_tokens, compile_dit,
     )  # fmt: skip
 
 
@@ -292,6 +296,25 @@ def _preset(settings: Settings, model: ModelInfo, notes: list[str]) -> str:
         "transformer block and reuse the cached rest. Outputs differ from PRESET=default)"
     )
     return "fast"
+
+
+def _compile(settings: Settings, plugin: bool, notes: list[str]) -> bool:
+    """COMPILE=dit: SGLang's --enable-torch-compile compiles the DiT and the VAE decode; the plugin keeps the
+    decode eager (compiling it cost TI2V-5B 80-115 s on each new size's first request for 0.9 s of decode,
+    torch._dynamo's recompile limit in Wan's VAE; the DiT alone 14 s for 8.5 % a step, H200)."""
+    if settings.compile == "off":
+        return False
+    vae = (
+        "the VAE decodes eagerly (the image's SGLang plugin)"
+        if plugin
+        else "this SGLang loads no plugin, so SGLang compiles the VAE decode too: each new size's first request "
+        "80-115 s slower"
+    )
+    notes.append(
+        f"compile: the DiT with torch.compile (inductor mode default); {vae}. The first request at each new size "
+        "compiles (kept in CACHE_DIR); outputs differ slightly from COMPILE=off"
+    )
+    return True
 
 
 def _check_offload(offload: str, model: ModelInfo, plugin: bool) -> None:
@@ -344,9 +367,10 @@ def _ar_stage(
         )
     weights = gpu_bytes(model, AR_COMPONENT)
     fraction, gpu, host = None, (0 if plugin else -weights), 0
-    together = settings.glm_ar_url is None and settings.glm_ar_start == "together"
-    if together and not plugin:
-        together = False
+    # GLM_AR_START=auto: together where the plugin loads (it skips SGLang's load-time /health check of the
+    # AR server); H200, kept caches: ready 58 s together, 114 s after-ready (docs/benchmarks.md)
+    together = settings.glm_ar_url is None and settings.glm_ar_start != "after-ready" and plugin
+    if settings.glm_ar_url is None and settings.glm_ar_start == "together" and not plugin:
         notes.append(
             "GLM_AR_START=together: the AR server starts first all the same: SGLang checks its /health while "
             "loading and without the image's plugin (this SGLang loads none, or GLM_IMAGE_SGLANG_PLUGIN=off) "

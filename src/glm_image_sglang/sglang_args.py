@@ -109,6 +109,8 @@ def build(
         argv += ["--attention-backend", ATTENTION_BACKENDS[settings.attention_backend]]
     if ar_url is not None:
         argv += ["--srt-encoder-url", ar_url]
+    if plan.compile_dit:
+        argv += ["--enable-torch-compile"]
     argv += ["--output-path", str(settings.outputs), "--input-save-path", str(settings.uploads)]
     argv += ["--log-level", settings.log_level]
 
@@ -182,6 +184,9 @@ def child_env(settings: Settings, plan: Plan, base: dict[str, str]) -> dict[str,
         env["GLM_IMAGE_AR_START"] = "together"
     if plan.offload == "expert-swap":
         env["GLM_IMAGE_EXPERT_SWAP"] = "on"
+    if plan.compile_dit:  # SGLang's own DiT mode, max-autotune-no-cudagraphs, autotuned past 9 min (H200)
+        env.setdefault("SGLANG_TORCH_COMPILE_MODE", "default")
+        env["GLM_IMAGE_VAE_COMPILE"] = "off"
     cache = settings.caches
     # Every compiled-kernel cache the stack keeps, or a start with a kept CACHE_DIR compiles again: SGLang's
     # own JIT kernels (sglang.jit_kernel: the diffusion DiTs' fused QK-norm + RoPE and others) go through

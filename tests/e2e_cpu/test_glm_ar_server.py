@@ -128,8 +128,10 @@ def test_models_lists_both_tasks(server):
 
 @pytest.fixture(scope="module")
 def srt_server(tiny_models, tmp_path_factory) -> Iterator[Server]:
-    """GLM_AR=srt: the launcher starts SGLang's LLM runtime on the CPU first, the diffusion server after it."""
-    served = Server("host", tiny_models, "glm-image", tmp_path_factory.mktemp("glm-srt"), {"GLM_AR": "srt"})
+    """GLM_AR=srt, GLM_AR_START=after-ready: the launcher starts SGLang's LLM runtime on the CPU first, the
+    diffusion server after it (the default, auto, starts both together where the plugin loads: below)."""
+    env = {"GLM_AR": "srt", "GLM_AR_START": "after-ready"}
+    served = Server("host", tiny_models, "glm-image", tmp_path_factory.mktemp("glm-srt"), env)
     try:
         yield served
     finally:

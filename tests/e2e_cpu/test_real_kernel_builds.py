@@ -48,3 +48,23 @@ def test_real_build_functions_are_wrapped_and_a_real_build_still_works():
     # threshold 0: the compile outlasts it, so both lines come, naming the module tvm-ffi built
     assert "glm-image-sglang plugin: compiling CUDA kernel glm_kernel_compiles_probe (tvm-ffi)" in proc.stderr
     assert "glm-image-sglang plugin: compiled CUDA kernel glm_kernel_compiles_probe (tvm-ffi) in " in proc.stderr
+
+
+def test_the_eager_vae_patch_applies_to_the_real_decoding_stage():
+    """COMPILE=dit: the plugin's patch that keeps the VAE decode eager should find SGLang's real
+    DecodingStage._get_vae_decode_fn, and the patched one should hand back the eager decode with compile on."""
+    script = (
+        "import types\n"
+        "from glm_image_sglang.buildcheck import check_compile_patch\n"
+        "from glm_image_sglang.sglang_plugin import DECODING\n"
+        "import importlib\n"
+        "assert check_compile_patch()\n"
+        "stage = importlib.import_module(DECODING).DecodingStage\n"
+        "vae = types.SimpleNamespace(decode=len)\n"
+        "on = types.SimpleNamespace(enable_torch_compile=True)\n"
+        "assert stage._get_vae_decode_fn(object.__new__(stage), vae, on) is len\n"
+        "print('eager')\n"
+    )
+    done = subprocess.run([str(E2E_PYTHON), "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip().endswith("eager"), done.stderr[-3000:]
+    assert "the plugin's eager VAE decode patch applies" in done.stdout

@@ -458,11 +458,12 @@ def sglang_dist(root):
 
 def test_glm_ar_auto_picks_the_ar_server_where_sglang_allows(env, tmp_path):
     """GLM_AR=auto with a GPU and an SGLang that takes --srt-encoder-url and loads plugins: `check` should
-    plan the AR server, with edits in-process (no --edits-off for the gateway)."""
+    plan the AR server, started together with SGLang (GLM_AR_START=auto), with edits in-process (no
+    --edits-off for the gateway)."""
     env = env | sglang_dist(tmp_path / "site") | {"MODEL_PATH": str(make(tmp_path / "GLM-Image", "glm-image"))}
     proc = run(env, "check")
     assert proc.returncode == 0, proc.stderr
-    assert "GLM_AR: srt (auto" in proc.stdout and "AR server (started first" in proc.stdout
+    assert "GLM_AR: srt (auto" in proc.stdout and "AR server (started together with SGLang)" in proc.stdout
     assert "--srt-encoder-url" in proc.stdout.split("command: ")[1].splitlines()[0]
     assert "--edits-off" not in proc.stdout.split("gateway: ")[1]
 

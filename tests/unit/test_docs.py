@@ -56,8 +56,9 @@ def generated() -> str:
                 ]
                 if ar_url is not None:
                     ar = sglang_args.build_ar(settings, info, plan, 32000)
-                    out += ["AR server (`GLM_AR=auto` chose srt), started first:", "", "```", _wrap(ar), "```", ""]
-                    out += ["Then the diffusion server:", ""]
+                    when = "started together with" if plan.ar_together else "started before"
+                    out += [f"AR server (`GLM_AR=auto` chose srt), {when} the diffusion server:", "", "```", _wrap(ar),
+                            "```", "", "The diffusion server:", ""]  # fmt: skip
                 out += ["```", _wrap(argv), "```", ""]
     out.append(END)
     return "\n".join(out)

@@ -192,7 +192,7 @@ def test_glm_ar_started_together_plans_the_same_memory(library, mem):
     """GLM_AR_START=together: both servers start at once, the AR server with a 0.95 share and its KV cache
     capped at 16384 tokens; the plan's estimate is the same as starting one after the other, and says so."""
     model = library["glm-image"]
-    after = make_plan(settings(glm_ar="srt"), model, machine(mem=mem), plugin=True)
+    after = make_plan(settings(glm_ar="srt", glm_ar_start="after-ready"), model, machine(mem=mem), plugin=True)
     together = make_plan(settings(glm_ar="srt", glm_ar_start="together"), model, machine(mem=mem), plugin=True)
     assert (after.ar_together, after.ar_max_tokens) == (False, None)
     assert (together.ar_together, together.ar_mem_fraction, together.ar_max_tokens) == (True, 0.95, 16384)
@@ -207,6 +207,15 @@ def test_glm_ar_start_together_needs_the_plugin(library):
     plan = make_plan(settings(glm_ar="srt", glm_ar_start="together"), library["glm-image"], machine(), plugin=False)
     assert not plan.ar_together and plan.ar_max_tokens is None
     assert any("GLM_AR_START=together: the AR server starts first all the same" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize(("plugin", "together"), [(True, True), (False, False)])
+def test_glm_ar_start_auto_starts_together_where_the_plugin_loads(library, plugin, together):
+    """GLM_AR_START=auto (the default): both servers at once where SGLang loads the image's plugin, one
+    after the other where it does not, with no note about a setting nobody asked for."""
+    plan = make_plan(settings(glm_ar="srt"), library["glm-image"], machine(), plugin=plugin)
+    assert plan.ar_together is together
+    assert not any("GLM_AR_START" in n for n in plan.notes)
 
 
 def test_glm_ar_start_together_leaves_a_running_server_alone(library):
@@ -257,7 +266,7 @@ def test_glm_ar_auto_runs_an_ar_server_where_both_fit(library, mem):
     """GLM_AR=auto on an 80 or 141 GB GPU, where this SGLang serves edits beside an AR server: srt, edits
     in-process, and the estimate holds the AR model twice plus the server's share."""
     model = library["glm-image"]
-    plan = make_plan(settings(), model, machine(mem=mem), plugin=True)
+    plan = make_plan(settings(glm_ar_start="after-ready"), model, machine(mem=mem), plugin=True)  # its own share
     assert (plan.glm_ar, plan.edits_in_process) == ("srt", True)
     share = int(plan.ar_mem_fraction * mem)
     in_process = make_plan(settings(glm_ar="in-process"), model, machine(mem=mem), plugin=True)
@@ -354,6 +363,25 @@ def test_fast_preset_is_a_note_for_glm_image(library):
     assert any(
         n.startswith("preset: default (PRESET=fast is for the Wan 2.2 models") and "GLM_AR" in n for n in plan.notes
     )
+
+
+@pytest.mark.parametrize(
+    ("plugin", "says"), [(True, "the VAE decodes eagerly"), (False, "compiles the VAE decode too")]
+)
+def test_compile_dit_says_what_it_compiles(library, plugin, says):
+    """COMPILE=dit on a GPU: the plan carries it with a note that outputs change and, without the plugin,
+    that SGLang compiles the VAE decode as well (the 80-115 s per new size it was meant to avoid)."""
+    plan = make_plan(settings(compile="dit"), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin=plugin)
+    assert plan.compile_dit
+    note = next(n for n in plan.notes if n.startswith("compile: the DiT"))
+    assert says in note and "outputs differ slightly" in note
+
+
+def test_compile_is_off_without_a_gpu(library):
+    """COMPILE=dit on SGLang's CPU platform: nothing is compiled, and a note says why."""
+    cpu = Machine((), "none", None)
+    plan = make_plan(settings(compile="dit", require_gpu="false"), library["wan2.2-ti2v-5b"], cpu, plugin=True)
+    assert not plan.compile_dit and any(n.startswith("compile: off") for n in plan.notes)
 
 
 def test_default_preset_is_silent(library):

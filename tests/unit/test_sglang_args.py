@@ -183,6 +183,22 @@ def test_fast_preset_leaves_cache_dit_variables_that_are_set():
     assert env["SGLANG_CACHE_DIT_SCM_POLICY"] == "dynamic" and env["SGLANG_CACHE_DIT_ENABLED"] == "true"
 
 
+def test_compile_dit_compiles_the_dit_and_leaves_the_vae_to_the_plugin(t2v):
+    """COMPILE=dit: SGLang gets --enable-torch-compile, the inductor mode `default` unless one is set (its
+    own, max-autotune-no-cudagraphs, autotuned past a 9-minute call on an H200), and the plugin's switch
+    that keeps the VAE decode eager; without it none of them."""
+    s = Settings.from_env({"MODEL_PATH": str(t2v.path), "COMPILE": "dit"})
+    p = Plan(1, False, 1, 1, "none", 0, 0, compile_dit=True)
+    assert "--enable-torch-compile" in argv(t2v, p=p).argv
+    env = sglang_args.child_env(s, p, {})
+    assert (env["SGLANG_TORCH_COMPILE_MODE"], env["GLM_IMAGE_VAE_COMPILE"]) == ("default", "off")
+    mine = sglang_args.child_env(s, p, {"SGLANG_TORCH_COMPILE_MODE": "reduce-overhead"})
+    assert mine["SGLANG_TORCH_COMPILE_MODE"] == "reduce-overhead"
+    s = Settings.from_env({"MODEL_PATH": str(t2v.path)})
+    assert "--enable-torch-compile" not in argv(t2v, p=plan()).argv
+    assert not {"SGLANG_TORCH_COMPILE_MODE", "GLM_IMAGE_VAE_COMPILE"} & set(sglang_args.child_env(s, plan(), {}))
+
+
 def test_listen_behind_gateway(t2v):
     """Behind the gateway, SGLang should bind the loopback upstream address given."""
     s = Settings.from_env({"MODEL_PATH": str(t2v.path)})
@@ -256,7 +272,7 @@ def test_ar_server_started_together_caps_its_kv_cache(tmp_path):
     s = Settings.from_env({**env, "GLM_AR_START": "together"})
     a = sglang_args.build_ar(s, model, make_plan(s, model, h200, plugin=True), 32000)
     assert (flag(a, "--mem-fraction-static"), flag(a, "--max-total-tokens")) == ("0.95", "16384")
-    s = Settings.from_env(env)
+    s = Settings.from_env({**env, "GLM_AR_START": "after-ready"})
     a = sglang_args.build_ar(s, model, make_plan(s, model, h200, plugin=True), 32000)
     assert float(flag(a, "--mem-fraction-static")) < 0.3 and "--max-total-tokens" not in a
 
@@ -270,5 +286,5 @@ def test_ar_server_started_together_tells_the_plugin(tmp_path):
     env = {"MODEL_PATH": str(model.path), "GLM_AR": "srt"}
     s = Settings.from_env({**env, "GLM_AR_START": "together"})
     assert sglang_args.child_env(s, make_plan(s, model, h200, plugin=True), {})["GLM_IMAGE_AR_START"] == "together"
-    s = Settings.from_env(env)
+    s = Settings.from_env({**env, "GLM_AR_START": "after-ready"})
     assert "GLM_IMAGE_AR_START" not in sglang_args.child_env(s, make_plan(s, model, h200, plugin=True), {})
