@@ -281,6 +281,14 @@ GATEWAY_FIELDS: tuple[Field, ...] = (
         "generate",
         "generate: /health is 200 only after a small real generation succeeded; health: after SGLang's /health.",
     ),
+    Field(
+        "UNRESPONSIVE_TIMEOUT",
+        "unresponsive_timeout",
+        "180",
+        "Seconds SGLang (or GLM-Image's AR server) may stop answering /health, once the server was ready, "
+        "before /live turns 503 so that a livenessProbe restarts the container (a hung server stays hung; "
+        "/health is 503 from the first missed answer). 0: /live stays 200.",
+    ),
     Field("METRICS_PUBLIC", "metrics_public", "true", "Serve /metrics without the API key."),
     Field("LOG_PROMPTS", "log_prompts", "false", "Include prompts in the access log."),
     Field(
@@ -404,6 +412,7 @@ class GatewaySettings:
     max_prompt_chars: int = 8000
     allow_image_urls: bool = False
     ready_probe: str = "generate"
+    unresponsive_timeout: int = 180
     metrics_public: bool = True
     log_prompts: bool = False
     replica_id: str | None = None
@@ -564,6 +573,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_concurrency": _int(1, 64),
     "max_queue": _int(0, 10000),
     "request_timeout": _int(1, 7 * 86400),
+    "unresponsive_timeout": _int(0, 7 * 86400),
     "max_body_bytes": _int(1024, 1 << 34),
     "max_bodies_in_flight": _int(1, 1024),
     "require_api_key": _bool,

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from fake_sglang import MP4, Behaviour, Served, create_fake, png
+from glm_image_sglang.gateway import readiness as gateway_readiness
 from glm_image_sglang.gateway import upstream as gateway_upstream
 
 pytestmark = pytest.mark.gateway
@@ -234,6 +235,44 @@ def test_test_generation_bounded_by_the_startup_window(make_gateway, behaviour):
     gw = make_gateway(wait_ready=False, ready_timeout=1)
     assert health_states(gw, "failed")[-2:] == ["warming", "failed"]
     assert "STARTUP_TIMEOUT" in gw.client.get("/health").json()["detail"]
+
+
+def wait_live(gw, status: int, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while (live := gw.client.get("/live")).status_code != status:
+        assert time.monotonic() < deadline, live.text
+        time.sleep(0.02)
+    return live.json()
+
+
+def test_live_fails_once_a_ready_server_stops_answering(make_gateway, behaviour, monkeypatch):
+    """A model server that was ready and then stops answering /health (hung: seen on an H200 with the AR
+    server) should turn /live 503 after UNRESPONSIVE_TIMEOUT, naming it, so that the livenessProbe restarts
+    the container; /live should be 200 again once it answers."""
+    monkeypatch.setattr(gateway_readiness, "READY_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(gateway_readiness, "HEALTH_POLL_SECONDS", 0.05)
+    gw = make_gateway(unresponsive_timeout=1)
+    assert gw.client.get("/live").status_code == 200
+    behaviour.health = 503
+    body = wait_live(gw, 503)
+    assert body["status"] == "stuck" and "the model server has not answered /health" in body["detail"]
+    assert "UNRESPONSIVE_TIMEOUT" in body["detail"] and gw.client.get("/health").status_code == 503
+    behaviour.health = 200
+    wait_live(gw, 200)
+
+
+def test_live_stays_up_while_the_server_first_loads(make_gateway, behaviour, monkeypatch):
+    """A load longer than UNRESPONSIVE_TIMEOUT is not a hang (STARTUP_TIMEOUT bounds it): /live stays 200."""
+    monkeypatch.setattr(gateway_readiness, "HEALTH_POLL_SECONDS", 0.05)
+    behaviour.health = 503
+    gw = make_gateway(wait_ready=False, unresponsive_timeout=1)
+    deadline = time.monotonic() + 60
+    while (health := gw.client.get("/health").json())["detail"] != "the model server: /health 503" or (
+        health["seconds"] < 1.5
+    ):
+        assert time.monotonic() < deadline, health
+        time.sleep(0.05)
+    assert gw.client.get("/live").status_code == 200
 
 
 def test_ready_probe_health_only(make_gateway, behaviour):

@@ -33,6 +33,19 @@ class Readiness:
     state: str = "loading"  # loading | warming | ready | failed | draining
     detail: str = "waiting for the model server"
     since: float = field(default_factory=time.monotonic)
+    was_ready: bool = False
+    unanswered: tuple[str, float] | None = None  # once ready: who stopped answering /health, since when
+
+    def stuck(self, limit: float) -> str | None:
+        """Why /live should fail: a server that answered once has not answered /health for `limit` seconds."""
+        if not limit or self.unanswered is None:
+            return None
+        who, since = self.unanswered
+        silent = time.monotonic() - since
+        if silent < limit:
+            return None
+        return (f"{who} has not answered /health for {silent:.0f} s (UNRESPONSIVE_TIMEOUT {limit:.0f} s) since the "
+                "server was ready: restart the container")  # fmt: skip
 
     def set(self, state: str, detail: str) -> None:
         if (state, detail) != (self.state, self.detail):
@@ -54,10 +67,13 @@ async def probe_forever(gw: Gateway) -> None:
         if status != 200:
             if gw.ready.state == "ready":
                 log.error("%s stopped answering /health (%s); not ready", who, status)
+            if gw.ready.was_ready and gw.ready.unanswered is None:
+                gw.ready.unanswered = (who, time.monotonic())
             gw.ready.set("loading", f"{who} is loading" if status is None else f"{who}: /health {status}")
             gw.metrics.ready.set(0)
             await asyncio.sleep(HEALTH_POLL_SECONDS)
             continue
+        gw.ready.unanswered = None
         if gw.ready.state == "ready":
             await asyncio.sleep(READY_POLL_SECONDS)
             continue
@@ -103,6 +119,7 @@ def window(gw: Gateway) -> float:
 
 def mark_ready(gw: Gateway, why: str) -> None:
     gw.ready.set("ready", why)
+    gw.ready.was_ready = True
     gw.metrics.ready.set(1)
     log.info("ready: %s", why)
 

@@ -39,6 +39,12 @@ async def health(request: Request) -> Response:
 
 
 async def live(request: Request) -> Response:
+    """200 while the gateway runs (long jobs included); 503 once a model server that was ready has stopped
+    answering /health for UNRESPONSIVE_TIMEOUT, so that a livenessProbe restarts the container."""
+    gw = state(request)
+    stuck = gw.ready.stuck(gw.settings.unresponsive_timeout)
+    if stuck:
+        return JSONResponse({"status": "stuck", "detail": stuck}, 503)
     return JSONResponse({"status": "alive"})
 
 
