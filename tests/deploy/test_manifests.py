@@ -284,6 +284,30 @@ def test_documented_kubernetes_overlay_works(tmp_path):
     assert docs["Ingress"]["spec"]["rules"][0]["host"] == "glm-image.apps.internal.example"
 
 
+def test_documented_kernel_cache_overlay_keeps_cache_dir_on_a_claim(tmp_path):
+    """The kernel-cache overlay docs/openshift.md shows should build, give each replica a claim of its own
+    mounted where the launcher keeps its kernel caches (CACHE_DIR's default), validate against the
+    Kubernetes schemas, and leave the pod as restricted as before (no fsGroup, no new pod volume)."""
+    block = re.search(r"```yaml\n(# my-glm-image-cached/kustomization.yaml\n.*?)```", DOCS.read_text(), re.S)
+    assert block, "docs/openshift.md lost its kernel-cache overlay example"
+    shutil.copytree(DEPLOY, tmp_path / "deploy")
+    overlay = tmp_path / "my-glm-image-cached"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(block.group(1))
+    proc = subprocess.run([str(BIN / "kubectl"), "kustomize", str(overlay)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (workload,) = [d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "StatefulSet"]
+    (claim,) = workload["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    pod = workload["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    assert mount["mountPath"] == str(Settings.from_env({"MODEL_PATH": "/m"}).caches)
+    assert pod["volumes"] == server("openshift/glm-image")[0]["volumes"] and "fsGroup" not in pod["securityContext"]
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(workload, version, strict=True)
+
+
 @pytest.mark.parametrize("key", sorted(models.VARIANTS))
 def test_documented_sizes_match_the_overlays(key):
     """docs/openshift.md's table should give each model's names, folder, memory and times as deployed."""
