@@ -201,6 +201,7 @@ class Sampler(threading.Thread):
         self.root, self.stop_flag, self.gpu_offset_mib = root_pid, False, gpu_offset_mib
         self.peak = {"rss": 0, "pss": 0, "anon": 0, "file": 0, "shmem": 0}
         self.peak_gpu_mib, self.samples = 0, 0
+        self.peak_each_gpu_mib: list[int] = []  # per GPU, for the several-GPU layouts (the sum is above)
         self.started, self.peak_pss_at = time.monotonic(), 0.0  # seconds after the start: when PSS peaked
         self.peak_pss_by_process: dict[str, int] = {}  # "pid name" -> its PSS bytes at that peak
         self.marks: dict[str, tuple[int, int]] = {}
@@ -250,9 +251,13 @@ class Sampler(threading.Thread):
             try:
                 q = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                                    capture_output=True, text=True)  # fmt: skip
-                gpu = sum(int(x) for x in q.stdout.split() if x.isdigit()) - self.gpu_offset_mib
+                each = [int(x) for x in q.stdout.split() if x.isdigit()]
+                gpu = sum(each) - self.gpu_offset_mib
             except FileNotFoundError:  # the CPU rehearsal
-                gpu = 0
+                each, gpu = [], 0
+            if len(each) > 1:
+                old = self.peak_each_gpu_mib + [0] * (len(each) - len(self.peak_each_gpu_mib))
+                self.peak_each_gpu_mib = [max(a, b) for a, b in zip(old, each, strict=False)]
             if memory["pss"] > self.peak["pss"]:
                 self.peak_pss_at = time.monotonic() - self.started
                 self.peak_pss_by_process = by_process
@@ -275,6 +280,7 @@ class Sampler(threading.Thread):
             "peak_file_gb": round(self.peak["file"] / 1e9, 1),
             "peak_shmem_gb": round(self.peak["shmem"] / 1e9, 1),
             "peak_gpu_gib": round(self.peak_gpu_mib / 1024, 1),
+            "peak_each_gpu_gib": [round(m / 1024, 1) for m in self.peak_each_gpu_mib],
         }
         for name, (rss, gpu) in self.marks.items():
             out[f"{name}_peak_rss_gb"], out[f"{name}_peak_gpu_gib"] = round(rss / 1e9, 1), round(gpu / 1024, 1)
@@ -822,7 +828,8 @@ def run_compare(
                       "decode_s": decodes[-1] if len(decodes) > 1 else None,
                       "ready_s": s.result.get("health_200_s"), "peak_rss_gb": memory["peak_rss_gb"],
                       "peak_pss_gb": memory["peak_pss_gb"], "peak_anon_gb": memory["peak_anon_gb"],
-                      "peak_gpu_gib": memory["peak_gpu_gib"]})  # fmt: skip
+                      "peak_gpu_gib": memory["peak_gpu_gib"],
+                      "peak_each_gpu_gib": memory["peak_each_gpu_gib"]})  # fmt: skip
     result: dict[str, Any] = {"model": key, "size": body["size"], "frames": frames, "steps": steps,
                               "common": common, "runs": table}  # fmt: skip
     if len(videos) == 2 and videos["a"].shape == videos["b"].shape:
@@ -886,6 +893,7 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
                "requests_s": [q.get("seconds") for q in r["requests"]], "ok": [q.get("ok") for q in r["requests"]],
                "peak_rss_gb": r["memory"]["peak_rss_gb"], "peak_pss_gb": r["memory"]["peak_pss_gb"],
                "peak_anon_gb": r["memory"]["peak_anon_gb"], "peak_gpu_gib": r["memory"]["peak_gpu_gib"],
+               "peak_each_gpu_gib": r["memory"]["peak_each_gpu_gib"],
                "compile_lines": r.get("compile_lines", {}).get("count"), "phases": r.get("phases"),
                "caches": r.get("caches")}  # fmt: skip
         table.append(row)
