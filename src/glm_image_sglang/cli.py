@@ -84,7 +84,7 @@ def prepare(settings: Settings) -> Prepared:
     if plan.glm_ar == "srt":
         ar_port = preflight.free_port("127.0.0.1", 32000, avoid=[*taken, scheduler, master])
         ar_url = f"http://127.0.0.1:{ar_port}"
-        ar_argv = sglang_args.build_ar(settings, model, plan, ar_port)
+        ar_argv = sglang_args.build_ar(settings, model, plan, ar_port, preflight.probe_ar_graph_flag())
     # the gateway's readiness generation (READY_PROBE=generate) replaces SGLang's own warm-up
     probe_generates = bool(gateway_settings and gateway_settings.ready_probe == "generate" and model.variant)
     launch = sglang_args.build(

@@ -118,6 +118,24 @@ def probe_sglang_flags() -> frozenset[str] | None:
     return frozenset(flags) or None
 
 
+def ar_graph_flag_from(texts: list[str]) -> str | None:
+    """The flag that caps the batch sizes SGLang's LLM runtime captures decode CUDA graphs for, in its own
+    spelling: 0.5.23 derives its flags from dataclass fields (`cuda_graph_max_bs_decode`, where
+    `--cuda-graph-max-bs` is an ambiguous prefix), 0.5.16 names `--cuda-graph-max-bs`. None: neither."""
+    joined = "\n".join(texts)
+    if re.search(r"\bcuda_graph_max_bs_decode\s*:", joined):
+        return "--cuda-graph-max-bs-decode"
+    if re.search(r"[\"']--cuda-graph-max-bs[\"']", joined):
+        return "--cuda-graph-max-bs"
+    return None
+
+
+def probe_ar_graph_flag() -> str | None:
+    """ar_graph_flag_from the installed SGLang's LLM-runtime arguments (GLM_AR=srt), read from its source."""
+    texts = _sglang_sources(lambda f: "sglang/srt/server_args" in f or "sglang/srt/arg_groups/" in f)
+    return ar_graph_flag_from(texts) if texts else None
+
+
 def sglang_loads_plugins() -> bool:
     """Whether the installed SGLang loads `sglang.multimodal_gen.plugins` entry points in its workers
     (0.5.23 does, 0.5.16 does not), read from its source."""

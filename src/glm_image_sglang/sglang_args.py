@@ -132,12 +132,19 @@ def build(
     return Launch(argv, tuple(dropped))
 
 
-def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> list[str]:
+# The AR server's decode CUDA graphs: SGLang captures them for batch sizes up to ~256 by default (10.3 s of
+# its start on an H200, on the critical path when both servers start together). GLM-Image's AR stage decodes
+# one sequence per image, MAX_CONCURRENCY (1) x n (<= 4) at once by default; larger batches run without graphs.
+AR_CUDA_GRAPH_MAX_BS = 16
+
+
+def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int, graph_flag: str | None = None) -> list[str]:
     """GLM_AR=srt: GLM-Image's AR model on SGLang's LLM runtime, on loopback, as SGLang's own two-process
     test starts it (multimodal/test_ar_models.py): the model's vision_language_encoder folder, the tokenizer
     from its processor folder, a static share of GPU 0 (GLM_AR_START=together: a large share, the KV cache
     capped in tokens). Without a GPU (REQUIRE_GPU=false, the CPU tier): SGLang's CPU device with a KV cache
-    for 8192 tokens (its default takes 71 % of host RAM)."""
+    for 8192 tokens (its default takes 71 % of host RAM). graph_flag: this SGLang's spelling of the decode
+    CUDA graph cap (preflight.probe_ar_graph_flag), None to leave its default."""
     argv = [
         settings.sglang_bin, "serve",
         "--model-path", str(model.path / "vision_language_encoder"),
@@ -148,6 +155,8 @@ def build_ar(settings: Settings, model: ModelInfo, plan: Plan, port: int) -> lis
     ]  # fmt: skip
     if plan.ar_mem_fraction is not None:
         argv += ["--mem-fraction-static", f"{plan.ar_mem_fraction:.2f}"]
+        if graph_flag:
+            argv += [graph_flag, str(AR_CUDA_GRAPH_MAX_BS)]
     else:
         argv += ["--device", "cpu"]
     if plan.ar_max_tokens is not None:

@@ -14,6 +14,7 @@ import http.server
 import io
 import json
 import random
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -207,3 +208,22 @@ def test_together_layout_serves_text_to_image_through_an_ar_server_that_came_las
     assert "its /health is left to the gateway" in logs, logs[-3000:]
     assert "Failed to reach AR encoder server" not in logs and "falling back to native" not in logs
     assert_text_to_image_through_the_llm_runtime(together_server)
+
+
+def test_the_ar_servers_cuda_graph_cap_is_a_flag_this_sglang_takes():
+    """The launcher's spelling of the AR server's decode CUDA graph cap, read from the installed SGLang's source,
+    should be one its real LLM-runtime parser accepts and applies (0.5.16's `--cuda-graph-max-bs` is an
+    ambiguous prefix there and would stop the AR server)."""
+    script = (
+        "import argparse\n"
+        "from glm_image_sglang import preflight, sglang_args\n"
+        "from sglang.srt.server_args import ServerArgs\n"
+        "flag = preflight.probe_ar_graph_flag()\n"
+        "parser = argparse.ArgumentParser()\n"
+        "ServerArgs.add_cli_args(parser)\n"
+        "args = parser.parse_args(['--model-path', 'm', flag, str(sglang_args.AR_CUDA_GRAPH_MAX_BS)])\n"
+        "print(flag, args.cuda_graph_max_bs_decode)\n"
+    )
+    done = subprocess.run([str(E2E_PYTHON), "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["--cuda-graph-max-bs-decode", "16"]

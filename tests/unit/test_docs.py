@@ -55,7 +55,7 @@ def generated() -> str:
                     "",
                 ]
                 if ar_url is not None:
-                    ar = sglang_args.build_ar(settings, info, plan, 32000)
+                    ar = sglang_args.build_ar(settings, info, plan, 32000, "--cuda-graph-max-bs-decode")  # 0.5.23
                     when = "started together with" if plan.ar_together else "started before"
                     out += [f"AR server (`GLM_AR=auto` chose srt), {when} the diffusion server:", "", "```", _wrap(ar),
                             "```", "", "The diffusion server:", ""]  # fmt: skip

@@ -160,6 +160,30 @@ def test_sglang_flags_unknown_without_sglang():
     assert preflight.probe_sglang_flags() is None
 
 
+# How SGLang declares its LLM runtime's decode CUDA graph cap: 0.5.23 (a dataclass field in arg_groups, the
+# flag derived from its name) and 0.5.16 (a literal argparse flag in srt/server_args.py)
+SRT_0_5_23 = """    cuda_graph_max_bs_decode: A[
+        Optional[int], "Maximum batch size captured for the decode cuda graph."
+    ] = None
+    cuda_graph_max_bs_prefill: A[
+        Optional[int], "Maximum batch size captured for the prefill cuda graph."
+    ] = None"""
+SRT_0_5_16 = """        parser.add_argument(
+            "--cuda-graph-max-bs",
+            type=int,
+            default=ServerArgs.cuda_graph_max_bs,"""
+
+
+@pytest.mark.parametrize(
+    ("texts", "flag"),
+    [([SRT_0_5_23], "--cuda-graph-max-bs-decode"), ([SRT_0_5_16], "--cuda-graph-max-bs"), (["nothing"], None)],
+)
+def test_ar_graph_flag_in_each_sglang_spelling(texts, flag):
+    """The AR server's CUDA graph cap should be spelled as the installed SGLang declares it (0.5.23 would
+    refuse 0.5.16's `--cuda-graph-max-bs` as an ambiguous prefix), and left out where neither is found."""
+    assert preflight.ar_graph_flag_from(texts) == flag
+
+
 def test_missing_compiler_refused(monkeypatch):
     """No C compiler should be refused up front (Triton's 'Failed to find C compiler' in the field)."""
     monkeypatch.setattr(preflight.shutil, "which", lambda name, **kw: None)

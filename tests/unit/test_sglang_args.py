@@ -254,6 +254,22 @@ def test_diffusion_server_pointed_at_the_ar_server(tmp_path):
     assert "--srt-encoder-url" not in argv(model).argv
 
 
+def test_ar_server_caps_its_decode_cuda_graphs_on_a_gpu(tmp_path):
+    """On a GPU the AR server should capture decode CUDA graphs only up to a small batch, in the flag spelling
+    given; without a spelling (an SGLang that declares neither) or on the CPU, no such flag."""
+    model = models.inspect(make(tmp_path / "GLM-Image", "glm-image"))
+    s = Settings.from_env({"MODEL_PATH": str(model.path), "GLM_AR": "srt"})
+    gpu = Plan(1, False, 1, 1, "none", 0, 0, (), 0.21)
+    a = sglang_args.build_ar(s, model, gpu, 32000, "--cuda-graph-max-bs-decode")
+    assert flag(a, "--cuda-graph-max-bs-decode") == str(sglang_args.AR_CUDA_GRAPH_MAX_BS)
+    assert not any(x.startswith("--cuda-graph") for x in sglang_args.build_ar(s, model, gpu, 32000))
+    cpu_settings = Settings.from_env({"MODEL_PATH": str(model.path), "GLM_AR": "srt", "REQUIRE_GPU": "false"})
+    cpu = make_plan(cpu_settings, model, Machine((), "none", None))
+    assert not any(
+        x.startswith("--cuda-graph") for x in sglang_args.build_ar(s, model, cpu, 32000, "--cuda-graph-max-bs")
+    )
+
+
 def test_ar_server_on_the_cpu_gets_a_small_kv_cache(tmp_path):
     """Without a GPU the AR server should run on SGLang's CPU device with a bounded KV cache (its default
     reserves 71 % of host RAM), and no GPU share."""
