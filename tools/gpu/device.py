@@ -256,8 +256,9 @@ class Sampler(threading.Thread):
             except FileNotFoundError:  # the CPU rehearsal
                 each, gpu = [], 0
             if len(each) > 1:
-                old = self.peak_each_gpu_mib + [0] * (len(each) - len(self.peak_each_gpu_mib))
-                self.peak_each_gpu_mib = [max(a, b) for a, b in zip(old, each, strict=False)]
+                if len(self.peak_each_gpu_mib) != len(each):  # the first sample
+                    self.peak_each_gpu_mib = [0] * len(each)
+                self.peak_each_gpu_mib = [max(a, b) for a, b in zip(self.peak_each_gpu_mib, each, strict=True)]
             if memory["pss"] > self.peak["pss"]:
                 self.peak_pss_at = time.monotonic() - self.started
                 self.peak_pss_by_process = by_process
