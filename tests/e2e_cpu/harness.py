@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -29,6 +28,7 @@ import httpx
 import pytest
 
 from imagebuild import DOCKER, OPENSHIFT, RANDOM_UID, ROOT
+from ports import free_port
 
 PLUGIN = Path(__file__).parent / "cpu_plugin"
 E2E_PYTHON = Path(os.environ.get("E2E_PYTHON", ROOT / ".venv-e2e" / "bin" / "python"))
@@ -50,12 +50,6 @@ FOLDERS = {  # names that do not contain the repo names: detection must come fro
     "wan2.2-i2v-a14b": "weights-i2v",
     "wan2.2-ti2v-5b": "weights-ti2v",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class DockerExecTransport(httpx.BaseTransport):

@@ -13,18 +13,13 @@ from pathlib import Path
 import pytest
 
 from fakemodels import make
+from ports import free_port
 
 pytestmark = pytest.mark.entrypoint
 
 ROOT = Path(__file__).parents[2]
 ENTRYPOINT = ROOT / "entrypoint.sh"
 FAKEBIN = Path(__file__).parent / "fakebin"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -330,8 +325,6 @@ def test_server_crash_while_serving_stops_container(env, tmp_path):
 
 def test_broker_port_in_use(env, tmp_path):
     """Without the gateway, PORT + 1 (SGLang's request broker) taken should be refused up front."""
-    import socket
-
     with socket.socket() as blocker:
         blocker.bind(("0.0.0.0", int(env["PORT"]) + 1))
         blocker.listen()

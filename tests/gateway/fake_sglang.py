@@ -8,7 +8,6 @@ import asyncio
 import base64
 import io
 import itertools
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,13 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ports import free_port
+
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def png(width: int, height: int) -> bytes:
