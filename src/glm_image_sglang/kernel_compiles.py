@@ -5,7 +5,8 @@ A14B one 51-57 s, with no line; docs/benchmarks.md). Installed by the image's SG
 A compile that runs longer than `threshold` seconds gets a line when it passes the threshold and one when it
 ends; a kernel found in CACHE_DIR (or a no-op ninja run) ends sooner and prints nothing. What it wraps, each
 only where the installed version has it:
-- SGLang >= 0.5.23's own JIT build (`sglang.kernels.jit.utils.compile.ninja.build`, called only to compile),
+- SGLang >= 0.5.23's own JIT build (`sglang.kernels.jit.utils.compile.ninja.build`, called only to compile;
+  each build that succeeds is also appended to GLM_IMAGE_KERNEL_RECORD: kernel_record.py),
 - tvm-ffi's build (`tvm_ffi.cpp.extension._build_impl`), which SGLang 0.5.16's JIT kernels go through,
 - flashinfer's JIT build (`flashinfer.jit.core.JitSpec.build`: its RoPE kernel, which SGLang's Wan DiT uses).
   flashinfer is patched when something imports it, not before: importing it at plugin time would move its
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .kernel_record import recorded
 from .sglang_plugin import say
 
 SGLANG_NINJA = "sglang.kernels.jit.utils.compile.ninja"
@@ -67,11 +69,18 @@ def reported(
     return wrapper
 
 
-def wrap_attribute(owner: Any, attribute: str, name_of: Callable[..., str], source: str, threshold: float) -> bool:
+def wrap_attribute(
+    owner: Any,
+    attribute: str,
+    name_of: Callable[..., str],
+    source: str,
+    threshold: float,
+    inner: Callable[[Callable[..., Any]], Callable[..., Any]] = lambda build: build,
+) -> bool:
     original = getattr(owner, attribute, None)
     if original is None or hasattr(original, "__wrapped__"):
         return False
-    setattr(owner, attribute, reported(original, name_of, source, threshold))
+    setattr(owner, attribute, reported(inner(original), name_of, source, threshold))
     return True
 
 
@@ -126,15 +135,15 @@ class AfterImport(importlib.abc.MetaPathFinder):
 def install(threshold: float = 3.0) -> list[str]:
     """Wraps each build function this environment has; returns what it wrapped (or will, on import)."""
     done = []
-    for module_name, owner_attr, name_of, source in (
-        (SGLANG_NINJA, "build", sglang_spec_name, "SGLang"),
-        (TVM_FFI, "_build_impl", tvm_ffi_name, "tvm-ffi"),
+    for module_name, owner_attr, name_of, source, inner in (
+        (SGLANG_NINJA, "build", sglang_spec_name, "SGLang", recorded),  # and GLM_IMAGE_KERNEL_RECORD gets it
+        (TVM_FFI, "_build_impl", tvm_ffi_name, "tvm-ffi", lambda build: build),
     ):
         try:
             module = importlib.import_module(module_name)
         except Exception:  # not in this version
             continue
-        if wrap_attribute(module, owner_attr, name_of, source, threshold):
+        if wrap_attribute(module, owner_attr, name_of, source, threshold, inner):
             done.append(f"{module_name}.{owner_attr}")
     if FLASHINFER in sys.modules:
         if patch_flashinfer(sys.modules[FLASHINFER], threshold):

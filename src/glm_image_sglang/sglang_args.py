@@ -210,6 +210,7 @@ def child_env(settings: Settings, plan: Plan, base: dict[str, str]) -> dict[str,
         "QUACK_CACHE_DIR": cache / "quack",
         "SGLANG_CACHE_DIR": cache / "sglang",
         "SGLANG_JIT_CACHE_DIR": cache / "sglang-jit",
+        "GLM_IMAGE_KERNEL_RECORD": cache / "kernel-builds.jsonl",  # the plugin: what SGLang compiled
         "SGLANG_DIFFUSION_CACHE_ROOT": cache / "sglang-diffusion",
         "FLASHINFER_WORKSPACE_BASE": cache / "flashinfer",
         "CUDA_CACHE_PATH": cache / "cuda",

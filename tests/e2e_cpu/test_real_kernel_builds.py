@@ -68,3 +68,62 @@ def test_the_eager_vae_patch_applies_to_the_real_decoding_stage():
     done = subprocess.run([str(E2E_PYTHON), "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and done.stdout.strip().endswith("eager"), done.stderr[-3000:]
     assert "the plugin's eager VAE decode patch applies" in done.stdout
+
+
+RECORD_SCRIPT = """
+import sys
+from glm_image_sglang import kernel_compiles
+kernel_compiles.install(threshold=60.0)
+from sglang.kernels.jit.utils import load_jit
+from sglang.kernels.jit.utils.arch import override_jit_cuda_arch
+with override_jit_cuda_arch(9, 0):
+    for _ in range(2):  # the second load finds the build in the cache: nothing compiled, nothing recorded
+        module = load_jit("glm_record_probe", cpp_files=[sys.argv[1]], cpp_wrappers=[("add_one", "add_one")],
+                          extra_cflags=["-DGLM_RECORD_PROBE=1"])
+print(module.add_one(41))
+"""
+
+
+def build_dirs(cache):
+    return sorted(str(p.relative_to(cache)) for p in cache.glob("*/*/build-*"))
+
+
+def test_a_recorded_sglang_build_replays_into_the_same_cache_entry_for_its_arch(tmp_path):
+    """A real SGLang 0.5.23 JIT build (C++, no GPU) with the plugin's wrappers should be recorded once, and the
+    record replayed for the same arch into an empty cache should make the entry a start there would look up:
+    the same arch folder, module and build key (SGLang's key covers sources, flags and compilers)."""
+    source = tmp_path / "probe.cpp"
+    source.write_text("#include <tvm/ffi/function.h>\nint add_one(int x) { return x + 1; }\n")
+    record = tmp_path / "kernel-builds.jsonl"
+    env = dict(os.environ, PATH=f"{E2E_PYTHON.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               SGLANG_JIT_CACHE_DIR=str(tmp_path / "start"), GLM_IMAGE_KERNEL_RECORD=str(record))  # fmt: skip
+    start = subprocess.run([str(E2E_PYTHON), "-c", RECORD_SCRIPT, str(source)], capture_output=True, text=True,
+                           timeout=600, env=env)  # fmt: skip
+    assert start.returncode == 0 and start.stdout.strip() == "42", start.stderr[-3000:]
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [(x["module"], x["arch"], x["extra_cflags"]) for x in lines] == [
+        ("sgl_kernel_jit_glm_record_probe", "9.0a", ["-DGLM_RECORD_PROBE=1"])
+    ]
+    env.update(SGLANG_JIT_CACHE_DIR=str(tmp_path / "image"))
+    del env["GLM_IMAGE_KERNEL_RECORD"]
+    replay = subprocess.run([str(E2E_PYTHON), "-m", "glm_image_sglang.kernel_record", str(record), "9.0a"],
+                            capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    assert replay.returncode == 0, replay.stdout + replay.stderr[-3000:]
+    assert "sgl_kernel_jit_glm_record_probe: done" in replay.stdout
+    assert build_dirs(tmp_path / "image") == build_dirs(tmp_path / "start")
+    assert build_dirs(tmp_path / "image")[0].startswith("sm90a/sgl_kernel_jit_glm_record_probe/build-")
+
+
+def test_a_record_from_another_sglang_is_skipped_not_fatal(tmp_path):
+    """A recorded build whose source file this SGLang no longer has should be skipped with the reason, and the
+    replay should still succeed (the kernel is then compiled at the first start, as without a record)."""
+    gone = {"module": "sgl_kernel_jit_gone", "args": ["gone"], "cpp_files": ["<site>/sglang/no/such/file.cpp"],
+            "cuda_files": [], "cpp_wrappers": [], "cuda_wrappers": [], "extra_cflags": [], "extra_cuda_cflags": [],
+            "extra_ldflags": [], "extra_include_paths": [], "header_only": True}  # fmt: skip
+    record = tmp_path / "kernel-builds.jsonl"
+    record.write_text(json.dumps(gone) + "\n")
+    env = dict(os.environ, SGLANG_JIT_CACHE_DIR=str(tmp_path / "image"))
+    replay = subprocess.run([str(E2E_PYTHON), "-m", "glm_image_sglang.kernel_record", str(record), "9.0a"],
+                            capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
+    assert replay.returncode == 0, replay.stdout + replay.stderr[-3000:]
+    assert "sgl_kernel_jit_gone: skipped (no " in replay.stdout and "sglang/no/such/file.cpp)" in replay.stdout

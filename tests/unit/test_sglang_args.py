@@ -145,6 +145,12 @@ def test_child_env_keeps_jit_kernel_caches_in_cache_dir(name):
     assert Path(sglang_args.child_env(s, plan(), {})[name]).parent == Path("/c")
 
 
+def test_child_env_records_kernel_builds_in_cache_dir():
+    """The plugin's record of what SGLang compiled (kernel_record.py) should sit beside the kernels it names."""
+    s = Settings.from_env({"MODEL_PATH": "/m", "CACHE_DIR": "/c"})
+    assert sglang_args.child_env(s, plan(), {})["GLM_IMAGE_KERNEL_RECORD"] == "/c/kernel-builds.jsonl"
+
+
 def test_child_env_uses_expandable_segments():
     """SGLang should get PyTorch's expandable segments unless the user set the allocator themselves."""
     s = Settings.from_env({"MODEL_PATH": "/m"})
