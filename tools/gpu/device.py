@@ -2,7 +2,8 @@
 SGLang diffusion server, on random-weight models of the real architectures. Runs from the repo root
 on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON and logs.
 
-  python3 tools/gpu/device.py stage                  unpack the carried .gpu/parts into /tmp/site
+  python3 tools/gpu/device.py stage [--parts DIR]   unpack the carried .gpu/parts (or DIR: .gpu/parts-0.5.23,
+                                                     the image's SGLang and torch 2.14) into /tmp/site
   python3 tools/gpu/device.py build KEY [KEY ...]    build full-size folders under /tmp/models, in the
                                                      background (survives the call); `wait` joins it
   python3 tools/gpu/device.py scenario KEY [--stock] the scenario of docs/benchmarks.md for one model;
@@ -87,6 +88,9 @@ def child_env() -> dict[str, str]:
     env["LD_LIBRARY_PATH"] = ":".join([*libs, env.get("LD_LIBRARY_PATH", "")]).strip(":")
     env["PATH"] = f"{STAGE}/bin:{env['PATH']}"
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    # the staged torch 2.14 (--parts .gpu/parts-0.5.23) was built against cudnn 9.24, the device has 9.19: same
+    # major, the C API is the same; torch refuses an older minor only at its first cudnn call without this
+    env.setdefault("PYTORCH_SKIP_CUDNN_COMPATIBILITY_CHECK", "1")
     # SGLang's stage times are CPU times: without a sync the denoising stage ends while up to a step's worth of
     # kernels is still queued, and that work shows up as decode time (0.5.23's perf_logger says so: "DecodingStage
     # readings came out 2-3x too high"). SYNC_STAGE_PROFILING drains the queue at each timer, but 0.5.16 times
@@ -98,11 +102,12 @@ def child_env() -> dict[str, str]:
 # ---------------------------------------------------------------- stage
 
 
-def stage() -> None:
-    """Copy carried parts to /tmp/stage (kept while the machine stays warm), unpack complete groups."""
+def stage(carried: Path) -> None:
+    """Copy carried parts to /tmp/stage (kept while the machine stays warm), unpack complete groups. One stack
+    a machine: the parts of another one would unpack over the same /tmp/site."""
     parts = STAGE / "parts"
     parts.mkdir(parents=True, exist_ok=True)
-    for p in (REPO / ".gpu/parts").glob("*"):
+    for p in carried.glob("*"):
         shutil.copy2(p, parts / p.name)
     manifest = {}
     for line in (parts / "MANIFEST").read_text().splitlines():
@@ -404,6 +409,8 @@ class Scenario:
                     "--port", str(PORT)]  # fmt: skip
             if self.key != "glm-image":
                 argv += ["--model-id", NAMES[self.key]]
+            # SGLang from 0.5.23 loads plugins by entry point, and the staged site declares ours: stock runs without
+            env["GLM_IMAGE_SGLANG_PLUGIN"] = "off"
             if self.cache is not None:
                 self.cache.mkdir(parents=True, exist_ok=True)
                 env.update(HOME=str(self.cache), XDG_CACHE_HOME=str(self.cache / ".cache"))
@@ -897,6 +904,10 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
                "peak_each_gpu_gib": r["memory"]["peak_each_gpu_gib"],
                "compile_lines": r.get("compile_lines", {}).get("count"), "phases": r.get("phases"),
                "caches": r.get("caches")}  # fmt: skip
+        record = cache / "kernel-builds.jsonl"  # the plugin's record of SGLang's JIT builds (>= 0.5.23)
+        if side == "ours" and record.exists():
+            row["kernel_builds"] = len(record.read_text().splitlines())
+            shutil.copy2(record, OUT / f"kernel-builds-{key}.jsonl")  # what an image-side prebuild replays
         table.append(row)
         (OUT / f"starts-{key}.json").write_text(json.dumps(table, indent=1))
     log(f"start-up comparison, {key} (ready: ours = proven /health 200, stock = its warm-up done):")
@@ -1115,7 +1126,8 @@ def swapbench(gib: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("stage")
+    sg = sub.add_parser("stage")
+    sg.add_argument("--parts", type=Path, default=REPO / ".gpu/parts", help="the carried parts (payload.py --stack)")
     b = sub.add_parser("build")
     b.add_argument("keys", nargs="+", choices=sorted(NAMES))
     b.add_argument("--scale", default="full")
@@ -1166,7 +1178,7 @@ def main() -> int:
     PLUGIN_HOOK = getattr(args, "plugin", False)
     SEED_KERNELS = getattr(args, "seed_kernels", False)
     if args.cmd == "stage":
-        stage()
+        stage(args.parts)
     elif args.cmd == "build":
         build(args.keys, args.scale, args.device)
     elif args.cmd == "wait":

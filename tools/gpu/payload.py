@@ -1,14 +1,17 @@
 """Build what the GPU device lacks, as xz parts small enough to travel with a device call.
 
-usage: python3 tools/gpu/payload.py [--part-mib 60] [--level 6]
+usage: python3 tools/gpu/payload.py [--stack 0.5.16|0.5.23] [--part-mib 60] [--level 6]
 
-Reads tools/gpu/packages.txt, downloads the wheels for CPython 3.12 / x86-64 (no dependencies
-resolved: the list is the resolved, reduced set), unpacks each group into a site tree and writes
-.gpu/parts/<group>.tar.xz.NN plus .gpu/parts/MANIFEST (sha256 of every group). Groups:
+Reads tools/gpu/packages.txt (--stack 0.5.16, the default) or packages-0.5.23.txt, downloads the wheels for
+CPython 3.12 / x86-64 (no dependencies resolved: the list is the resolved, reduced set), unpacks each group
+into a site tree and writes .gpu/parts/<group>.tar.xz.NN plus .gpu/parts/MANIFEST (sha256 of every group;
+.gpu/parts-0.5.23/ for that stack). Groups of 0.5.16:
   core     SGLang 0.5.16 and the Python packages the device image lacks (about 60 MiB)
   kernels  CuTe DSL, flashinfer, quack: needed by full-size layers (about 75 MiB)
   fa3      sglang-kernel's flash-attention 3 library, flash_ops.abi3.so (about 140 MiB)
-The device side (tools/gpu/device.py stage) joins, checks and unpacks them into /tmp/site.
+0.5.23, the image's SGLang, needs torch 2.14.1 where the device has 2.11: its list adds the groups torch,
+triton and nccl (about 20 parts in all, against 8).
+The device side (tools/gpu/device.py stage [--parts DIR]) joins, checks and unpacks them into /tmp/site.
 
 Packing is the slow part (the fa3 library is 1.1 GB): each group's archive is kept in a cache outside
 the checkout ($GPU_PAYLOAD_CACHE, default ~/.cache/glm-image-sglang/gpu-payload) under a key made of its
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -35,9 +39,12 @@ CACHE = Path(os.environ.get("GPU_PAYLOAD_CACHE", Path.home() / ".cache/glm-image
 PACK_RULES = "1"  # bump when unpack()/pack() change what goes into an archive
 
 
-def read_packages() -> dict[str, list[str]]:
+STACKS = {"0.5.16": ("packages.txt", "parts"), "0.5.23": ("packages-0.5.23.txt", "parts-0.5.23")}
+
+
+def read_packages(listing: str) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
-    for line in (REPO / "tools/gpu/packages.txt").read_text().splitlines():
+    for line in (REPO / "tools/gpu" / listing).read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             group, req = line.split()
             groups.setdefault(group, []).append(req)
@@ -138,18 +145,21 @@ def cut(group: str, archive: Path, out: Path, part_bytes: int) -> list[tuple[str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part-mib", type=int, default=60)
-    parser.add_argument("--groups", default="core,kernels,fa3")
+    parser.add_argument("--stack", choices=sorted(STACKS), default="0.5.16", help="which SGLang (see above)")
+    parser.add_argument("--groups", default="all", help="comma-separated groups, or all")
     parser.add_argument("--level", type=int, default=6, help="xz level (6: fa3 in ~5 min on 2 cores; 9 saves little)")
     args = parser.parse_args()
-    groups = read_packages()
-    wanted = args.groups.split(",")
+    listing, parts = STACKS[args.stack]
+    groups = read_packages(listing)
+    # FA3 comes from sglang-kernel: its library travels as a group of its own
+    groups["fa3"] = [r for reqs in groups.values() for r in reqs if r.startswith("sglang-kernel==")]
+    wanted = list(groups) if args.groups == "all" else args.groups.split(",")
     wheels = WORK / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    download([r for reqs in groups.values() for r in reqs], wheels)
-    out = WORK / "parts"
+    download(sorted({r for reqs in groups.values() for r in reqs}), wheels)
+    out = WORK / parts
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    groups["fa3"] = [r for r in groups["core"] if r.startswith("sglang-kernel==")]  # FA3 comes from sglang-kernel
     manifest = []
     for group in (g for g in groups if g in wanted):
         used = [wheel_for(req, wheels) for req in groups[group]]
@@ -163,7 +173,26 @@ def main() -> int:
                 own_dist_info(site)
         manifest += cut(group, pack(group, site, key, args.level), out, args.part_mib * 2**20)
     (out / "MANIFEST").write_text("".join(f"{sha}  {name}\n" for name, sha in manifest))
+    print_calls(out, args.part_mib * 2**20)
     return 0
+
+
+def print_calls(out: Path, limit: int) -> None:
+    """The device calls that carry the parts: each call's carry list (MANIFEST each time, so any call can
+    unpack what is complete), parts packed first-fit under the call's 64 MiB beside the working tree."""
+    calls: list[list[Path]] = []
+    for part in sorted((p for p in out.iterdir() if p.name != "MANIFEST"), key=lambda p: -p.stat().st_size):
+        for call in calls:
+            if sum(p.stat().st_size for p in call) + part.stat().st_size <= limit:
+                call.append(part)
+                break
+        else:
+            calls.append([part])
+    calls.sort(key=lambda call: min(p.name for p in call))  # group by group: each unpacks as soon as it is whole
+    stage = f"python3 tools/gpu/device.py stage --parts {out.relative_to(REPO)}"
+    print(f"{len(calls)} calls; carry for each (with `{stage}`):")
+    for call in calls:
+        print(json.dumps([str(p.relative_to(REPO)) for p in [*sorted(call), out / "MANIFEST"]]))
 
 
 if __name__ == "__main__":
