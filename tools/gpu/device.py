@@ -17,6 +17,7 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
                                                      the same request: s/step, end to end, ready, memory,
                                                      b's pixel drift from a (e.g. --b PRESET=fast)
   python3 tools/gpu/device.py matmul                 bf16 matmul TFLOP/s (burst and sustained)
+  python3 tools/gpu/device.py torch-check            the staged torch on the GPU: versions, cuBLAS, cudnn, SDPA
   python3 tools/gpu/device.py prebuild [9.0a ...]    build the kernels a cold Wan start compiles, GPU hidden;
                                                      `starts ... --seed-kernels` starts cold with them
   python3 tools/gpu/device.py fa2-build [--archs 90]  compile the flash-attn sdist carried in .gpu/fa2/ as the
@@ -1073,6 +1074,26 @@ def fa2_measure() -> None:
         log(" ".join(row))
 
 
+def torch_check() -> int:
+    """The staged site's torch on this GPU (what `stage --parts .gpu/parts-0.5.23` brings: torch 2.14 on the
+    device's CUDA 13.0 libraries): its versions, and a cuBLAS, a cudnn and an attention call."""
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "import torch\n"
+        "print(f'import {time.perf_counter() - t:.1f} s: torch {torch.__version__} from {torch.__file__}, nccl '\n"
+        "      f'{torch.cuda.nccl.version()}, cudnn {torch.backends.cudnn.version()}')\n"
+        "a = torch.randn(1024, 1024, device='cuda', dtype=torch.bfloat16)\n"
+        "conv = torch.nn.Conv3d(16, 16, 3, padding=1).cuda().to(torch.bfloat16)\n"
+        "x = torch.randn(1, 16, 8, 64, 64, device='cuda', dtype=torch.bfloat16)\n"
+        "q = torch.randn(1, 8, 1024, 128, device='cuda', dtype=torch.bfloat16)\n"
+        "sdpa = torch.nn.functional.scaled_dot_product_attention(q, q, q)\n"
+        "print('matmul', tuple((a @ a).shape), 'conv3d', tuple(conv(x).shape), 'sdpa', tuple(sdpa.shape))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
+    log((r.stdout + r.stderr).strip()[-2000:])
+    return r.returncode
+
+
 def matmul() -> None:
     """bf16 8192^3 products: burst (mean of 20 after warm-up) and sustained (10 s), in TFLOP/s."""
     code = (
@@ -1160,6 +1181,7 @@ def main() -> int:
         p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for our launcher")
         p.add_argument("--plugin", action="store_true", help="our SGLang children apply the image's plugin (0.5.16)")
     sub.add_parser("matmul")
+    sub.add_parser("torch-check", help="the staged torch on this GPU: versions, a matmul, conv3d and SDPA")
     pb = sub.add_parser("prebuild", help="build the kernels a cold Wan start compiles, with the GPU hidden")
     pb.add_argument("archs", nargs="*", default=["9.0a"])
     sb = sub.add_parser("swapbench", help="the expert swap alone: each direction timed with the GPU idle")
@@ -1185,6 +1207,8 @@ def main() -> int:
         return 0 if wait_built(args.key, args.limit) else 1
     elif args.cmd == "matmul":
         matmul()
+    elif args.cmd == "torch-check":
+        return torch_check()
     elif args.cmd == "prebuild":
         return 0 if prebuild(args.archs) else 1
     elif args.cmd == "swapbench":
