@@ -1074,6 +1074,13 @@ def fa2_measure() -> None:
         log(" ".join(row))
 
 
+def run_logged(code: str) -> int:
+    """Python code in the staged site's environment, its output logged (the end of it)."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
+    log((r.stdout + r.stderr).strip()[-3000:])
+    return r.returncode
+
+
 def torch_check() -> int:
     """The staged site's torch on this GPU (what `stage --parts .gpu/parts-0.5.23` brings: torch 2.14 on the
     device's CUDA 13.0 libraries): its versions, and a cuBLAS, a cudnn and an attention call."""
@@ -1089,9 +1096,7 @@ def torch_check() -> int:
         "sdpa = torch.nn.functional.scaled_dot_product_attention(q, q, q)\n"
         "print('matmul', tuple((a @ a).shape), 'conv3d', tuple(conv(x).shape), 'sdpa', tuple(sdpa.shape))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
-    log((r.stdout + r.stderr).strip()[-2000:])
-    return r.returncode
+    return run_logged(code)
 
 
 def matmul() -> None:
@@ -1140,8 +1145,7 @@ def swapbench(gib: float) -> None:
         "ok_a = [round(float(p.double().sum()), 3) for p in a] == [round(x, 3) for x in sum_a]\n"
         "print(f'a keeps its weights: {ok_a}; b keeps its weights: {ok_b}')\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
-    log((r.stdout + r.stderr).strip()[-3000:])
+    run_logged(code)
 
 
 def main() -> int:
