@@ -2,19 +2,11 @@
 
 import socket
 
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from glm_image_sglang.preflight import port_free
 
 
 def free_port() -> int:
-    """A port p the kernel hands out with p + 1 free too.
+    """A port p the kernel hands out with p + 1 free too, by the launcher's own pre-flight check.
 
     Linux hands bind(0) odd ports and outgoing connections even ones, so p + 1 is often the local end of some
     test's client connection: a server given p then fails the launcher's pre-flight check of p + 1.
@@ -23,6 +15,6 @@ def free_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = int(s.getsockname()[1])
-        if port < 65535 and _bindable(port + 1):
+        if port < 65535 and port_free("127.0.0.1", port + 1):
             return port
     raise RuntimeError("no port p with p + 1 free in 200 tries")

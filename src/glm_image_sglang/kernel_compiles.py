@@ -75,12 +75,12 @@ def wrap_attribute(
     name_of: Callable[..., str],
     source: str,
     threshold: float,
-    inner: Callable[[Callable[..., Any]], Callable[..., Any]] = lambda build: build,
+    inner: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None,
 ) -> bool:
     original = getattr(owner, attribute, None)
     if original is None or hasattr(original, "__wrapped__"):
         return False
-    setattr(owner, attribute, reported(inner(original), name_of, source, threshold))
+    setattr(owner, attribute, reported(inner(original) if inner else original, name_of, source, threshold))
     return True
 
 
@@ -137,7 +137,7 @@ def install(threshold: float = 3.0) -> list[str]:
     done = []
     for module_name, owner_attr, name_of, source, inner in (
         (SGLANG_NINJA, "build", sglang_spec_name, "SGLang", recorded),  # and GLM_IMAGE_KERNEL_RECORD gets it
-        (TVM_FFI, "_build_impl", tvm_ffi_name, "tvm-ffi", lambda build: build),
+        (TVM_FFI, "_build_impl", tvm_ffi_name, "tvm-ffi", None),
     ):
         try:
             module = importlib.import_module(module_name)
