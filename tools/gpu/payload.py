@@ -10,7 +10,7 @@ into a site tree and writes .gpu/parts/<group>.tar.xz.NN plus .gpu/parts/MANIFES
   kernels  CuTe DSL, flashinfer, quack: needed by full-size layers (about 75 MiB)
   fa3      sglang-kernel's flash-attention 3 library, flash_ops.abi3.so (about 140 MiB)
 0.5.23, the image's SGLang, needs torch 2.14.1 where the device has 2.11: its list adds the groups torch,
-triton and nccl (about 20 parts in all, against 8).
+triton and nccl (22 parts carried in 19 calls, against 8 parts).
 The device side (tools/gpu/device.py stage [--parts DIR]) joins, checks and unpacks them into /tmp/site.
 
 Packing is the slow part (the fa3 library is 1.1 GB): each group's archive is kept in a cache outside
