@@ -43,6 +43,41 @@ die() {
 	exit 2
 }
 
+# bytes -> "12.3 GB"
+gb() { awk -v b="$1" 'BEGIN { printf "%.1f GB", b / 1e9 }'; }
+
+# Is there room to save image $1 here? docker save (classic image store) first writes the whole image,
+# uncompressed, under the daemon's data root, then streams it out; the .tar.gz needs about half the
+# image's size in this directory. Checked before the save starts, so the error names where to free how much.
+check_save_space() {
+	local image=$1 size root="" root_free here need what
+	size="$("$docker" image inspect -f '{{.Size}}' "$image" 2>/dev/null)" || return 0
+	[[ $size =~ ^[0-9]+$ ]] || return 0
+	here="$(df -B1 --output=avail . | tail -1)"
+	need=$((size / 2))
+	# the data root is a path on this machine only for a local daemon; containerd's store streams instead
+	if [[ ${DOCKER_HOST:-unix://} == unix://* ]] &&
+		! "$docker" info -f '{{.DriverStatus}}' 2>/dev/null | grep -q containerd.snapshotter; then
+		root="$("$docker" info -f '{{.DockerRootDir}}' 2>/dev/null)" || root=""
+	fi
+	if [[ -n $root ]] && root_free="$(df -B1 --output=avail "$root" 2>/dev/null | tail -1)"; then
+		if [[ "$(df --output=source "$root" | tail -1)" == "$(df --output=source . | tail -1)" ]]; then
+			need=$((need + size))
+		elif ((root_free < size)); then
+			die "not enough disk to save $image: docker save first writes the whole image ($(gb "$size"))" \
+				"under docker's data root $root, which has $(gb "$root_free") free: free disk there" \
+				"(docker builder prune; docker image prune) or point dockerd's DOCKER_TMPDIR at a bigger disk"
+		fi
+	fi
+	if ((here < need)); then
+		what="$(gb $((size / 2))) for the .tar.gz"
+		((need > size / 2)) && what+=" + $(gb "$size") that docker save first writes under $root, on the same disk"
+		die "not enough disk to save $image: about $(gb "$need") must be free on the disk of $PWD ($what)" \
+			"and $(gb "$here") are: free disk (docker builder prune; docker image prune), or run" \
+			"./build.sh --save from another disk"
+	fi
+}
+
 image_tag() {
 	local tag
 	if ! git -C "$HERE" rev-parse --git-dir >/dev/null 2>&1; then
@@ -156,6 +191,7 @@ _main() {
 		# a temporary name, so an interrupted save never leaves a file that looks complete
 		local tar="glm-image-sglang-${tag}.tar.gz" gz=(gzip -1)
 		if command -v pigz >/dev/null; then gz=(pigz -1); fi
+		check_save_space "$image"
 		echo "saving $image to $tar (${gz[0]})"
 		if ! "$docker" save "$image" | "${gz[@]}" >"$tar.partial"; then
 			rm -f "$tar.partial"

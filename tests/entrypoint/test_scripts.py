@@ -1,6 +1,7 @@
 """build.sh and download-packages.sh as a user runs them (--dry-run: the docker command they would run)."""
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -179,16 +180,22 @@ def test_build_remote_git_mirror_keeps_the_build_network():
     assert "--network" not in script("build.sh", "--tag", "t1", "--dry-run", env=env).stdout
 
 
-def _save_with_fake_docker(tmp_path, save_output: str) -> subprocess.CompletedProcess[str]:
-    """./build.sh --save against a docker that builds at once and whose `save` prints save_output (or fails
-    when save_output is empty)."""
+def _save_with_fake_docker(
+    tmp_path, save_output: str, size: int = 1000, root: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """./build.sh --save against a docker that builds at once, reports an image of `size` bytes and the data
+    root `root` (default: the output folder's disk), and whose `save` prints save_output (or fails when
+    save_output is empty). Each save is logged to saves.log."""
     fake = tmp_path / "docker"
-    fake.write_text(
-        f'#!/bin/sh\nif [ "$1" = save ]; then [ -n "{save_output}" ] || exit 1; printf "{save_output}"; fi\n'
-    )
-    fake.chmod(0o755)
     out = tmp_path / "out"
     out.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in "image inspect"*) echo {size};; "info -f {{{{.DockerRootDir}}}}") echo {root or out};; esac\n'
+        f'if [ "$1" = save ]; then echo save >> {tmp_path}/saves.log; [ -n "{save_output}" ] || exit 1; '
+        f'printf "{save_output}"; fi\n'
+    )
+    fake.chmod(0o755)
     return subprocess.run([str(ROOT / "build.sh"), "--tag", "t1", "--save"], cwd=out,
                           env={"PATH": os.environ["PATH"], "DOCKER": str(fake), "SGLANG_SOURCE": "pypi:0.5.23",
                                "DIFFUSERS_SOURCE": "pinned", "TRANSFORMERS_SOURCE": "pinned"},
@@ -214,6 +221,23 @@ def test_build_save_failure_leaves_no_archive(tmp_path):
     proc = _save_with_fake_docker(tmp_path, "")
     assert proc.returncode == 2 and "docker save" in proc.stderr and "free disk" in proc.stderr
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_build_save_refuses_an_image_the_disk_cannot_hold(tmp_path):
+    """When the image (written whole under docker's data root, here the same disk) plus its .tar.gz cannot fit,
+    --save should stop before docker save runs, saying how much is needed and what to free."""
+    free = shutil.disk_usage(tmp_path).free
+    proc = _save_with_fake_docker(tmp_path, "image-archive-bytes", size=free)  # needs 1.5 x free
+    assert proc.returncode == 2 and "not enough disk to save glm-image-sglang:t1" in proc.stderr
+    assert "on the same disk" in proc.stderr and "docker builder prune" in proc.stderr
+    assert not (tmp_path / "saves.log").exists() and list((tmp_path / "out").iterdir()) == []
+
+
+def test_build_save_names_a_full_docker_data_root(tmp_path):
+    """A data root on another, full disk (here /proc: 0 bytes free) should be named, with DOCKER_TMPDIR."""
+    proc = _save_with_fake_docker(tmp_path, "image-archive-bytes", root="/proc")
+    assert proc.returncode == 2 and "docker's data root /proc" in proc.stderr and "DOCKER_TMPDIR" in proc.stderr
+    assert not (tmp_path / "saves.log").exists()
 
 
 def run_sh_function(call: str, uid: int = 1000) -> subprocess.CompletedProcess[str]:
