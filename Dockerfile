@@ -15,6 +15,7 @@
 #   FLASH_ATTN_VERSION     flash-attn release                                                 (2.8.3)
 #   FLASH_ATTN_CUDA_ARCHS  GPU archs to compile for: 80 Ampere, 90 Hopper                     (80;90)
 #   MAX_JOBS               parallel nvcc jobs, ~4-8 GB RAM each                                (2)
+#   KERNEL_ARCHS           GPU archs FlashInfer's RoPE is prebuilt for, or none   ("8.0 8.9 9.0a 10.0a")
 #   PIP_INDEX, PIP_EXTRA_INDEX   a package mirror
 #   WHEELHOUSE_URL         the offline wheelhouse ./build.sh --offline serves from pip-cache/ (no index used)
 #   IMAGE_VERSION, VCS_REF, BUILD_DATE   recorded in labels and /app/build-info.json
@@ -107,6 +108,19 @@ RUN --mount=type=secret,id=ca \
         skip) echo "flash-attn: skipped (FLASH_ATTN=skip)" ;; \
         *) echo "ERROR: FLASH_ATTN=$FLASH_ATTN is not supported; use source or skip" >&2; exit 1 ;; \
     esac
+
+# --- kernels every start compiles, built here with no GPU (src/glm_image_sglang/kernel_seed.py) ---------
+# FlashInfer's RoPE (both Wan DiTs and GLM-Image's call it): 35-39 s of a cold start on an H200, ~1 min a
+# architecture here on 2 cores. Built at the run-time cache path, kept in /opt; the launcher copies it into
+# CACHE_DIR at start. KERNEL_ARCHS=none builds nothing (a start compiles it, as before).
+COPY src/glm_image_sglang/kernel_seed.py /usr/local/lib/glm-image-sglang/
+ARG KERNEL_ARCHS="8.0 8.9 9.0a 10.0a"
+RUN if [[ "$KERNEL_ARCHS" == none ]]; then echo "kernel prebuild: skipped (KERNEL_ARCHS=none)"; exit 0; fi \
+    && read -ra archs <<< "$KERNEL_ARCHS" \
+    && MAX_JOBS="$MAX_JOBS" python /usr/local/lib/glm-image-sglang/kernel_seed.py build /opt/glm-image-sglang/kernels "${archs[@]}" \
+    && rmdir /app/data/cache /app/data \
+    && cat /opt/glm-image-sglang/kernels/manifest.json \
+    && rm -rf /root/.cache /tmp/*
 
 # --- the OpenShift contract ---------------------------------------------------------------------
 # Runs as UID 1001 in group 0; every writable path is group-0 writable, so the random UID that

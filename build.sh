@@ -29,6 +29,8 @@ Environment (each is passed to the Dockerfile as a build argument when set):
   FLASH_ATTN_VERSION     flash-attn release compiled from source             (default 2.8.3)
   FLASH_ATTN_CUDA_ARCHS  GPU architectures to compile for                    (default "80;90")
   MAX_JOBS               parallel compile jobs (~4-8 GB RAM each)            (default 2)
+  KERNEL_ARCHS           GPU architectures FlashInfer's RoPE is prebuilt for, or none
+                                                                             (default "8.0 8.9 9.0a 10.0a")
   PIP_INDEX, PIP_EXTRA_INDEX   a package mirror (e.g. Artifactory, devpi)
   HTTP_PROXY, HTTPS_PROXY, NO_PROXY   passed as build arguments (not stored in the image)
   CA_BUNDLE              CA bundle for an intercepting proxy, given to the build as a BuildKit secret
@@ -148,7 +150,7 @@ _main() {
 		--build-arg "SOURCE_URL=$source_url")
 	local var
 	for var in BASE_IMAGE SGLANG_SOURCE DIFFUSERS_SOURCE TRANSFORMERS_SOURCE SGLANG_GIT_URL DIFFUSERS_GIT_URL \
-		TRANSFORMERS_GIT_URL FLASH_ATTN FLASH_ATTN_VERSION FLASH_ATTN_CUDA_ARCHS PIP_INDEX PIP_EXTRA_INDEX \
+		TRANSFORMERS_GIT_URL FLASH_ATTN FLASH_ATTN_VERSION FLASH_ATTN_CUDA_ARCHS KERNEL_ARCHS PIP_INDEX PIP_EXTRA_INDEX \
 		HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
 		if [[ -n "${!var:-}" ]]; then cmd+=(--build-arg "$var=${!var}"); fi
 	done

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import models, preflight, sglang_args, sglang_plugin
+from . import kernel_seed, models, preflight, sglang_args, sglang_plugin
 from .errors import LauncherError, ResourceError, report_internal_error
 from .plan import Plan, make_plan
 from .settings import FIELDS, GATEWAY_FIELDS, Field, GatewaySettings, Settings
@@ -189,6 +189,8 @@ def report(p: Prepared) -> None:
 def cmd_serve(settings: Settings) -> int:
     prepared = prepare(settings)
     report(prepared)
+    for line in kernel_seed.seed(settings.kernel_seed_dir, prepared.env):
+        log(line)
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     if ":" in host:
         host = f"[{host}]"

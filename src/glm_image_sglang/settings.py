@@ -158,6 +158,14 @@ FIELDS: tuple[Field, ...] = (
         "Every compiled-kernel cache: Triton, Inductor, SGLang's JIT kernels (tvm-ffi), CuTe DSL, QuACK, "
         "FlashInfer. Default: $DATA_DIR/cache. Keep it on a volume to skip kernel compiles on restart.",
     ),
+    Field(
+        "KERNEL_SEED_DIR",
+        "kernel_seed_dir",
+        "/opt/glm-image-sglang/kernels",
+        "Kernels the image built for KERNEL_ARCHS (FlashInfer's RoPE, which every start compiles otherwise): "
+        "copied into CACHE_DIR at start where missing. Used where FlashInfer's cache is the folder they were built "
+        "for, $CACHE_DIR/flashinfer with the default CACHE_DIR; a folder without manifest.json turns it off.",
+    ),
     Field("ENABLE_METRICS", "metrics", "true", "Expose Prometheus metrics on /metrics."),
     Field(
         "GRACEFUL_SHUTDOWN_TIMEOUT",
@@ -331,6 +339,7 @@ class Settings:
     output_dir: Path | None = None
     upload_dir: Path | None = None
     cache_dir: Path | None = None
+    kernel_seed_dir: Path = Path("/opt/glm-image-sglang/kernels")
     metrics: bool = True
     graceful_shutdown_timeout: int = 30
     startup_timeout: int = 1800
@@ -560,6 +569,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "output_dir": _path,
     "upload_dir": _path,
     "cache_dir": _path,
+    "kernel_seed_dir": _path,
     "metrics": _bool,
     "graceful_shutdown_timeout": _int(0, 86400),
     "startup_timeout": _int(0, 7 * 86400),

@@ -131,6 +131,35 @@ def test_devel_toolchain_present(image):
     assert "libnuma.so.1" in proc.stdout
 
 
+SEEDED_BUILD = """
+import json, os
+from glm_image_sglang import kernel_seed
+from glm_image_sglang.settings import Settings
+os.environ.update(FLASHINFER_WORKSPACE_BASE=str(kernel_seed.RUN_TIME_WORKSPACE), FLASHINFER_CUDA_ARCH_LIST="9.0a")
+print("\\n".join(kernel_seed.seed(Settings.from_env({"MODEL_PATH": "/m"}).kernel_seed_dir, os.environ)))
+kernel_seed.jit_only_flashinfer()
+from flashinfer.jit.rope import gen_rope_module
+spec = gen_rope_module()
+before = spec.jit_library_path.stat().st_mtime_ns
+spec.build(verbose=True)  # what FlashInfer does before every load: run ninja
+print(json.dumps({"so": str(spec.jit_library_path), "unchanged": spec.jit_library_path.stat().st_mtime_ns == before}))
+"""
+
+
+def test_prebuilt_rope_kernel_is_not_compiled_again(image):
+    """FlashInfer's RoPE, built into the image for KERNEL_ARCHS (9.0a here) and copied into the default
+    CACHE_DIR the way the launcher does at start, should be up to date for the ninja FlashInfer runs before
+    loading it: nothing compiles, the module is the image's."""
+    proc = run(image, "python", "-c", SEEDED_BUILD)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert re.fullmatch(r"prebuilt flashinfer rope \(9\.0a\): [1-9]\d* files copied into /app/data/cache/flashinfer",
+                        lines[0]), lines[0]  # fmt: skip
+    assert "ninja: no work to do." in proc.stdout, proc.stdout[-3000:]
+    result = json.loads(lines[-1])
+    assert result["unchanged"] and result["so"].startswith("/app/data/cache/flashinfer/"), result
+
+
 def test_tini_is_pid_1(inspect):
     """tini should be PID 1 so signals reach the launcher and zombies are reaped."""
     assert inspect["Config"]["Entrypoint"] == ["/usr/bin/tini", "--", "/app/entrypoint.sh"]

@@ -124,6 +124,23 @@ def test_serve_passes_argv_and_cache_env(env, tmp_path):
     assert rec["env"]["TRITON_CACHE_DIR"] == f"{env['DATA_DIR']}/cache/triton"
 
 
+def test_serve_copies_the_images_prebuilt_kernels_into_the_cache(env, tmp_path):
+    """The kernels the image built (KERNEL_SEED_DIR) should be in FlashInfer's cache under CACHE_DIR before SGLang
+    starts, and the log should say so."""
+    cache = Path(env["DATA_DIR"]) / "cache/flashinfer"
+    seed = tmp_path / "seed"
+    (seed / "flashinfer/rope").mkdir(parents=True)
+    (seed / "flashinfer/rope/rope.so").write_text("built in the image")
+    manifest = {"env": "FLASHINFER_WORKSPACE_BASE", "path": str(cache), "archs": ["9.0a"], "modules": ["rope"]}
+    (seed / "manifest.json").write_text(json.dumps({"flashinfer": manifest}))
+    env = env | {"MODEL_PATH": str(make(tmp_path / "weights", "wan2.2-ti2v-5b")), "FAKE_SGLANG_MODE": "exit:0",
+                 "KERNEL_SEED_DIR": str(seed)}  # fmt: skip
+    proc = run(env)
+    assert f"prebuilt flashinfer rope (9.0a): 1 file copied into {cache}" in proc.stdout + proc.stderr
+    assert (cache / "rope/rope.so").read_text() == "built in the image"
+    assert recorded(env)["env"]["FLASHINFER_WORKSPACE_BASE"] == str(cache)
+
+
 def test_sglang_behind_gateway_on_loopback(env, tmp_path):
     """With the gateway (default), SGLang should listen on a loopback port other than PORT."""
     env = env | {"MODEL_PATH": str(make(tmp_path / "m", "glm-image")), "FAKE_SGLANG_MODE": "exit:0"}

@@ -86,7 +86,7 @@ def test_build_command_defaults():
 def test_build_passes_documented_arguments():
     """Every documented build variable that is set should reach docker build."""
     env = {"SGLANG_SOURCE": "git:3f2a9c1", "DIFFUSERS_SOURCE": "pinned", "FLASH_ATTN": "skip",
-           "FLASH_ATTN_CUDA_ARCHS": "90", "MAX_JOBS": "4", "PIP_INDEX": "https://mirror/simple",
+           "FLASH_ATTN_CUDA_ARCHS": "90", "MAX_JOBS": "4", "PIP_INDEX": "https://mirror/simple", "KERNEL_ARCHS": "9.0a",
            "BASE_IMAGE": "registry.local/cuda:13-devel", "HTTPS_PROXY": "http://proxy:3128"}  # fmt: skip
     out = script("build.sh", "--tag", "t1", "--dry-run", env=env).stdout
     for key, value in env.items():
@@ -133,6 +133,7 @@ def test_build_help_documents_every_variable():
         "FLASH_ATTN_VERSION",
         "FLASH_ATTN_CUDA_ARCHS",
         "MAX_JOBS",
+        "KERNEL_ARCHS",
         "PIP_INDEX",
         "CA_BUNDLE",
         "--save",

@@ -151,6 +151,15 @@ def test_child_env_records_kernel_builds_in_cache_dir():
     assert sglang_args.child_env(s, plan(), {})["GLM_IMAGE_KERNEL_RECORD"] == "/c/kernel-builds.jsonl"
 
 
+def test_the_image_prebuilds_kernels_for_the_cache_a_default_start_uses():
+    """kernel_seed builds FlashInfer's modules at the path a start with the default DATA_DIR/CACHE_DIR hands
+    FlashInfer: otherwise ninja sees other commands and compiles them again."""
+    from glm_image_sglang import kernel_seed
+
+    s = Settings.from_env({"MODEL_PATH": "/m"})
+    assert Path(sglang_args.child_env(s, plan(), {})["FLASHINFER_WORKSPACE_BASE"]) == kernel_seed.RUN_TIME_WORKSPACE
+
+
 def test_child_env_uses_expandable_segments():
     """SGLang should get PyTorch's expandable segments unless the user set the allocator themselves."""
     s = Settings.from_env({"MODEL_PATH": "/m"})

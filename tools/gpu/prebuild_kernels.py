@@ -15,25 +15,13 @@ SGLang's Wan DiT calls flashinfer.rope.apply_rope_with_cos_sin_cache_inplace) an
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
 import time
-import types
 from pathlib import Path
 
-
-def jit_only_flashinfer() -> None:
-    """flashinfer/__init__ (0.6.14) reads GPU 0's properties at import (its GDN kernels' NUM_SMS), so with no GPU
-    `import flashinfer.jit` fails before any JIT code runs: stand in an empty package for it, so that only the
-    jit subpackage loads."""
-    spec = importlib.util.find_spec("flashinfer")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("flashinfer is not installed")
-    package = types.ModuleType("flashinfer")
-    package.__path__ = list(spec.submodule_search_locations)
-    sys.modules["flashinfer"] = package
+from glm_image_sglang.kernel_seed import jit_only_flashinfer  # on PYTHONPATH: device.py's child_env
 
 
 def flashinfer_rope(archs: list[str]) -> Path:

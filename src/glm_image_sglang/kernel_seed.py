@@ -1,0 +1,148 @@
+"""Kernels built into the image with no GPU, and copied into CACHE_DIR at start so a first start skips them.
+
+Every start of these models on a CUDA GPU compiles FlashInfer's RoPE module in its first denoising step
+(SGLang's Wan and GLM-Image DiTs call flashinfer.rope.apply_rope_with_cos_sin_cache_inplace; measured with
+SGLang 0.5.16 on an H200: 34.6 s of a cold TI2V-5B start, 38.7 s of a GLM-Image one). The build is nvcc for
+an architecture, not for a GPU, so the image does it once per architecture in KERNEL_ARCHS:
+
+    python -m glm_image_sglang.kernel_seed build SEED_DIR ARCH [ARCH ...] [--for WORKSPACE]   (ARCH like 9.0a)
+
+(the Dockerfile runs this file as a script, before the package is installed, so that editing the package
+rebuilds nothing).
+
+Each architecture gets FlashInfer's own JIT cache layout (<version>/<arch>/cached_ops/rope), built at the path
+the launcher gives FlashInfer at run time ($CACHE_DIR/flashinfer, by default /app/data/cache/flashinfer), so
+that ninja, which FlashInfer runs before every load, finds the same commands and up-to-date outputs and does
+nothing. At start, seed() copies the files a CACHE_DIR lacks (never overwriting one); when CACHE_DIR is
+elsewhere, or the GPU's architecture was not built, FlashInfer compiles on first use as it always did.
+Why not FlashInfer's ahead-of-time folder: it is not keyed by architecture, so a module built for the
+listed GPUs would be loaded, and fail, on any other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Mapping
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+RUN_TIME_WORKSPACE = Path("/app/data/cache/flashinfer")  # settings' default CACHE_DIR + sglang_args' subfolder
+FLASHINFER_MODULES = ("rope",)
+
+
+def jit_only_flashinfer() -> None:
+    """flashinfer/__init__ reads GPU 0's properties at import, so with no GPU `import flashinfer.jit` fails before
+    any JIT code runs: stand in an empty package for it, so that only its jit subpackage loads."""
+    spec = importlib.util.find_spec("flashinfer")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("flashinfer is not installed")
+    package = types.ModuleType("flashinfer")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules["flashinfer"] = package
+
+
+def _build_one(arch: str) -> None:
+    """In a process of its own (FlashInfer fixes its cache folder from the architectures at import)."""
+    jit_only_flashinfer()
+    from flashinfer.jit.rope import gen_rope_module
+
+    for spec in (gen_rope_module(),):
+        spec.build(verbose=False)
+        print(f"  {spec.name} for {arch}: {spec.jit_library_path}", flush=True)
+
+
+def build(seed: Path, archs: list[str], workspace: Path = RUN_TIME_WORKSPACE) -> dict[str, dict[str, object]]:
+    """Builds FlashInfer's modules for each architecture under `workspace`, then moves them into seed/flashinfer
+    and writes seed/manifest.json. `workspace` must not exist yet: the seed holds only what this build made."""
+    if workspace.exists():
+        raise SystemExit(f"{workspace} exists: the kernel seed is built into an empty folder")
+    for arch in archs:
+        t0 = time.monotonic()
+        env = dict(os.environ, FLASHINFER_CUDA_ARCH_LIST=arch, FLASHINFER_WORKSPACE_BASE=str(workspace))
+        subprocess.run([sys.executable, __file__, "_one", arch], env=env, check=True)  # as a module or a script
+        print(f"flashinfer {' '.join(FLASHINFER_MODULES)} for {arch}: {time.monotonic() - t0:.0f} s", flush=True)
+    from importlib.metadata import version
+
+    for lock in workspace.rglob("*.lock"):  # FlashInfer's file locks: a start makes its own
+        lock.unlink()
+    seed.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(workspace), str(seed / "flashinfer"))  # a rename on one disk: mtimes kept, as ninja needs
+    manifest: dict[str, dict[str, object]] = {
+        "flashinfer": {
+            "env": "FLASHINFER_WORKSPACE_BASE",
+            "path": str(workspace),
+            "version": version("flashinfer-python"),
+            "archs": archs,
+            "modules": list(FLASHINFER_MODULES),
+        }
+    }
+    (seed / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _copy_missing(src: Path, dest: Path) -> int:
+    copied = 0
+    for path in sorted(src.rglob("*")):
+        target = dest / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)  # mtimes kept: ninja compares them with the sources'
+            copied += 1
+    return copied
+
+
+def seed(seed_dir: Path, env: Mapping[str, str]) -> list[str]:
+    """Copies the image's prebuilt kernels into the caches `env` names (the children's environment), where those
+    caches are the folders they were built for. Returns one line per kernel set, for the start-up log."""
+    manifest_path = seed_dir / MANIFEST
+    if not manifest_path.is_file():
+        return []
+    lines = []
+    for name, entry in json.loads(manifest_path.read_text()).items():
+        what = f"{name} {', '.join(entry['modules'])} ({' '.join(entry['archs'])})"
+        dest = Path(env.get(entry["env"], ""))
+        if dest != Path(entry["path"]):
+            lines.append(
+                f"prebuilt {what} not used: built for {entry['env']}={entry['path']}, this start has {dest} "
+                "(it compiles on first use instead)"
+            )
+            continue
+        try:
+            copied = _copy_missing(seed_dir / name, dest)
+        except OSError as e:
+            lines.append(f"prebuilt {what} not copied into {dest}: {e} (it compiles on first use instead)")
+            continue
+        kept = "" if copied else ", all there already"
+        lines.append(f"prebuilt {what}: {copied} file{'' if copied == 1 else 's'} copied into {dest}{kept}")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "_one":
+        _build_one(argv[1])
+        return 0
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="kernel_seed.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("build", help="build the kernels into SEED_DIR (no GPU needed; nvcc, ninja)")
+    cmd.add_argument("seed_dir", type=Path)
+    cmd.add_argument("archs", nargs="+", metavar="ARCH", help="compute capability, like 9.0a")
+    cmd.add_argument("--for", dest="workspace", metavar="WORKSPACE", type=Path, default=RUN_TIME_WORKSPACE,
+                     help=f"FlashInfer's cache folder at run time (default {RUN_TIME_WORKSPACE})")  # fmt: skip
+    args = parser.parse_args(argv)
+    build(args.seed_dir, args.archs, args.workspace)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
