@@ -58,6 +58,12 @@ def _build_one(arch: str) -> None:
         print(f"  {spec.name} for {arch}: {spec.jit_library_path}", flush=True)
 
 
+def _this() -> list[str]:
+    """How to run this file again: as the package's module, or (in the Dockerfile) as a script. Not as a script
+    from inside the package: its folder would come first on sys.path, and its modules could shadow others."""
+    return ["-m", __spec__.name] if __spec__ is not None and __package__ else [__file__]
+
+
 def build(seed: Path, archs: list[str], workspace: Path = RUN_TIME_WORKSPACE) -> dict[str, dict[str, object]]:
     """Builds FlashInfer's modules for each architecture under `workspace`, then moves them into seed/flashinfer
     and writes seed/manifest.json. `workspace` must not exist yet: the seed holds only what this build made."""
@@ -66,10 +72,14 @@ def build(seed: Path, archs: list[str], workspace: Path = RUN_TIME_WORKSPACE) ->
     for arch in archs:
         t0 = time.monotonic()
         env = dict(os.environ, FLASHINFER_CUDA_ARCH_LIST=arch, FLASHINFER_WORKSPACE_BASE=str(workspace))
-        subprocess.run([sys.executable, __file__, "_one", arch], env=env, check=True)  # as a module or a script
+        subprocess.run([sys.executable, *_this(), "_one", arch], env=env, check=True)
         print(f"flashinfer {' '.join(FLASHINFER_MODULES)} for {arch}: {time.monotonic() - t0:.0f} s", flush=True)
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        flashinfer_version = version("flashinfer-python")
+    except PackageNotFoundError:  # a site unpacked without its metadata (tools/gpu's device stage)
+        flashinfer_version = "unknown"
     for lock in workspace.rglob("*.lock"):  # FlashInfer's file locks: a start makes its own
         lock.unlink()
     seed.mkdir(parents=True, exist_ok=True)
@@ -78,7 +88,7 @@ def build(seed: Path, archs: list[str], workspace: Path = RUN_TIME_WORKSPACE) ->
         "flashinfer": {
             "env": "FLASHINFER_WORKSPACE_BASE",
             "path": str(workspace),
-            "version": version("flashinfer-python"),
+            "version": flashinfer_version,
             "archs": archs,
             "modules": list(FLASHINFER_MODULES),
         }

@@ -20,6 +20,8 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
   python3 tools/gpu/device.py torch-check            the staged torch on the GPU: versions, cuBLAS, cudnn, SDPA
   python3 tools/gpu/device.py prebuild [9.0a ...]    build the kernels a cold Wan start compiles, GPU hidden;
                                                      `starts ... --seed-kernels` starts cold with them
+  python3 tools/gpu/device.py starts KEY ours-cold --image-kernels 9.0a   ours-cold with the image's prebuilt
+                                                     FlashInfer RoPE (kernel_seed.py, built first with the GPU hidden)
   python3 tools/gpu/device.py fa2-build [--archs 90]  compile the flash-attn sdist carried in .gpu/fa2/ as the
                                                      Dockerfile does, in the background; `fa2-check` joins it,
                                                      checks flash_attn_func against SDPA and times it
@@ -63,6 +65,7 @@ T_START = time.monotonic()
 # (the launcher plans for the free memory of a shared GPU); --env: settings for our launcher
 EMULATE_MIB: int | None = None
 SEED_KERNELS = False  # starts --seed-kernels
+IMAGE_KERNELS: str | None = None  # starts --image-kernels ARCH
 OURS_ENV: dict[str, str] = {}
 # --plugin: SGLang 0.5.16 loads no plugins; tools/gpu/plugin_hook makes our SGLang children apply the image's
 # plugin as 0.5.23 and main do, and tells our launcher so (e.g. --plugin --env OFFLOAD=expert-swap)
@@ -878,6 +881,8 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
             shutil.rmtree(cache, ignore_errors=True)
             if SEED_KERNELS and side == "ours":
                 seed_kernels(cache)
+            if IMAGE_KERNELS and side == "ours":
+                image_kernels(key, cache, IMAGE_KERNELS)
         if deadline - time.monotonic() < 120:
             log(f"{run}: skipped, {deadline - time.monotonic():.0f} s left")
             continue
@@ -946,6 +951,23 @@ def seed_kernels(cache: Path) -> None:
     if (PREBUILT / "tvm-ffi").is_dir():
         shutil.copytree(PREBUILT / "tvm-ffi", cache / "tvm-ffi", dirs_exist_ok=True)
         log(f"seeded {cache / 'tvm-ffi'} with {sorted(p.name for p in (PREBUILT / 'tvm-ffi').iterdir())}")
+
+
+def image_kernels(key: str, cache: Path, arch: str) -> None:
+    """What the image does, for a cold start of ours: kernel_seed.py builds FlashInfer's RoPE with the GPU hidden,
+    at the path this start's FlashInfer cache will have ({cache}/flashinfer), into a seed folder that our
+    launcher (KERNEL_SEED_DIR) copies into CACHE_DIR before SGLang starts."""
+    seed = Path(f"/tmp/kernel-seed-{key}")
+    shutil.rmtree(seed, ignore_errors=True)
+    env = dict(child_env(), CUDA_VISIBLE_DEVICES="", MAX_JOBS="16")
+    cmd = [sys.executable, "-m", "glm_image_sglang.kernel_seed", "build", str(seed), arch]
+    cmd += ["--for", f"{cache}/flashinfer"]
+    t = time.monotonic()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    log(f"image kernels for {arch}: exit {r.returncode} in {time.monotonic() - t:.0f} s")
+    log((r.stdout + r.stderr).strip()[-2000:])
+    if r.returncode == 0:
+        OURS_ENV["KERNEL_SEED_DIR"] = str(seed)
 
 
 FA2 = Path("/tmp/fa2")
@@ -1172,6 +1194,8 @@ def main() -> int:
     st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
     st.add_argument("--rehearse", action="store_true")
     st.add_argument("--seed-kernels", action="store_true", help="ours-cold starts with `prebuild`'s kernels")
+    st.add_argument("--image-kernels", metavar="ARCH", help="ours-cold starts with the image's prebuilt kernels, "
+                    "built for ARCH (9.0a) by kernel_seed.py first, as the Dockerfile does")  # fmt: skip
     cp = sub.add_parser("compare", help="ours with two sets of settings, one model, the same request")
     cp.add_argument("key", choices=sorted(k for k in NAMES if k != "glm-image"))
     cp.add_argument("--a", action="append", default=[], metavar="NAME=VALUE", help="side a's settings (default: none)")
@@ -1200,9 +1224,10 @@ def main() -> int:
     global EMULATE_MIB
     EMULATE_MIB = getattr(args, "emulate_mib", None)
     OURS_ENV.update(item.split("=", 1) for item in getattr(args, "env", []))
-    global PLUGIN_HOOK, SEED_KERNELS
+    global PLUGIN_HOOK, SEED_KERNELS, IMAGE_KERNELS
     PLUGIN_HOOK = getattr(args, "plugin", False)
     SEED_KERNELS = getattr(args, "seed_kernels", False)
+    IMAGE_KERNELS = getattr(args, "image_kernels", None)
     if args.cmd == "stage":
         stage(args.parts)
     elif args.cmd == "build":
