@@ -21,6 +21,7 @@ listed GPUs would be loaded, and fail, on any other.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -51,9 +52,8 @@ def jit_only_flashinfer() -> None:
 def _build_one(arch: str) -> None:
     """In a process of its own (FlashInfer fixes its cache folder from the architectures at import)."""
     jit_only_flashinfer()
-    from flashinfer.jit.rope import gen_rope_module
-
-    for spec in (gen_rope_module(),):
+    for name in FLASHINFER_MODULES:  # flashinfer.jit.<name>.gen_<name>_module: the names the manifest lists
+        spec = getattr(importlib.import_module(f"flashinfer.jit.{name}"), f"gen_{name}_module")()
         spec.build(verbose=False)
         print(f"  {spec.name} for {arch}: {spec.jit_library_path}", flush=True)
 
