@@ -14,9 +14,9 @@ triton and nccl (22 parts carried in 19 calls, against 8 parts).
 The device side (tools/gpu/device.py stage [--parts DIR]) joins, checks and unpacks them into /tmp/site.
 
 Packing is the slow part (the fa3 library is 1.1 GB): each group's archive is kept in a cache outside
-the checkout ($GPU_PAYLOAD_CACHE, default ~/.cache/glm-image-sglang/gpu-payload) under a key made of its
-wheels' names, the xz level and this file's packing rules, so a second run on the same machine (or a new
-checkout of the same commit) only cuts parts.
+the parts ($GPU_PAYLOAD_CACHE, default .gpu/cache in this checkout: the checkout outlives a session's machine,
+~/.cache did not) under a key made of its wheels' names, the xz level and this file's packing rules, so a
+second run (a later session in the same checkout, or after a `git pull`) only cuts parts.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / ".gpu"
 PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in range(17, 40)] + ["manylinux2014_x86_64", "linux_x86_64", "any"]
 FA3_LIB = "flash_ops.abi3.so"
-CACHE = Path(os.environ.get("GPU_PAYLOAD_CACHE", Path.home() / ".cache/glm-image-sglang/gpu-payload"))
+CACHE = Path(os.environ.get("GPU_PAYLOAD_CACHE", WORK / "cache"))
 PACK_RULES = "1"  # bump when unpack()/pack() change what goes into an archive
 
 
@@ -164,7 +164,7 @@ def main() -> int:
     for group in (g for g in groups if g in wanted):
         used = [wheel_for(req, wheels) for req in groups[group]]
         key = group_key(group, used, args.level)
-        site = WORK / "build" / group / "site"
+        site = WORK / "build" / args.stack / group  # per stack: both have a core group
         if not (CACHE / f"{group}-{key}.tar.xz").exists():
             shutil.rmtree(site, ignore_errors=True)
             for wheel in used:
@@ -172,6 +172,7 @@ def main() -> int:
             if group == "core":
                 own_dist_info(site)
         manifest += cut(group, pack(group, site, key, args.level), out, args.part_mib * 2**20)
+        shutil.rmtree(site, ignore_errors=True)  # the archive is kept; the unpacked tree (GBs) is not needed again
     (out / "MANIFEST").write_text("".join(f"{sha}  {name}\n" for name, sha in manifest))
     print_calls(out, args.part_mib * 2**20)
     return 0
