@@ -17,6 +17,12 @@ nothing. At start, seed() copies the files a CACHE_DIR lacks (never overwriting 
 elsewhere, or the GPU's architecture was not built, FlashInfer compiles on first use as it always did.
 Why not FlashInfer's ahead-of-time folder: it is not keyed by architecture, so a module built for the
 listed GPUs would be loaded, and fail, on any other.
+
+SGLang's own JIT kernels (>= 0.5.23: the VAE's and the timestep embedding's, and whatever a model reaches) are
+built from a record of a GPU start (`--record FILE`, written by the image's plugin: kernel_record.py), replayed
+for each architecture into seed/sglang-jit. SGLang's cache is content-addressed and path-independent (keyed by
+sources, flags, target, compilers and package versions, checked against the files at load), so it is copied into
+whatever SGLANG_JIT_CACHE_DIR a start has; a build that no longer matches is simply not found, and compiled.
 """
 
 from __future__ import annotations
@@ -58,21 +64,70 @@ def _build_one(arch: str) -> None:
         print(f"  {spec.name} for {arch}: {spec.jit_library_path}", flush=True)
 
 
-def _this() -> list[str]:
-    """How to run this file again: as the package's module, or (in the Dockerfile) as a script. Not as a script
-    from inside the package: its folder would come first on sys.path, and its modules could shadow others."""
-    return ["-m", __spec__.name] if __spec__ is not None and __package__ else [__file__]
+def _module(name: str) -> list[str]:
+    """How to run this file, or its sibling kernel_record, in a new process: as the package's module, or (in the
+    Dockerfile, where both are copied beside each other) as a script. Not as a script from inside the package:
+    its folder would come first on sys.path, and its modules could shadow others."""
+    if __spec__ is not None and __package__:
+        return ["-m", f"{__package__}.{name}"]
+    return [str(Path(__file__).with_name(f"{name}.py"))]
 
 
-def build(seed: Path, archs: list[str], workspace: Path = RUN_TIME_WORKSPACE) -> dict[str, dict[str, object]]:
-    """Builds FlashInfer's modules for each architecture under `workspace`, then moves them into seed/flashinfer
-    and writes seed/manifest.json. `workspace` must not exist yet: the seed holds only what this build made."""
+def _recorded_modules(record: Path) -> list[str]:
+    return sorted({json.loads(line)["module"] for line in record.read_text().splitlines() if line.strip()})
+
+
+def _sglang_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sglang")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_recorded(seed: Path, archs: list[str], records: list[Path]) -> dict[str, object]:
+    """Replays the recorded SGLang JIT builds for each architecture into seed/sglang-jit (kernel_record.py, one
+    process an architecture: SGLang fixes its target for a process's life). Fails when a kernel fails to build."""
+    missing = [str(r) for r in records if not r.is_file()]
+    if missing:
+        raise SystemExit(f"no kernel record at {', '.join(missing)}: a GPU start with the image's plugin writes one")
+    jit = seed / "sglang-jit"
+    seed.mkdir(parents=True, exist_ok=True)
+    merged = seed / "kernel-builds.jsonl"  # kernel_record reads one file and keeps each build once
+    merged.write_text("".join(r.read_text().rstrip("\n") + "\n" for r in records))
+    try:
+        for arch in archs:
+            t0 = time.monotonic()
+            env = dict(os.environ, SGLANG_JIT_CACHE_DIR=str(jit))
+            done = subprocess.run([sys.executable, *_module("kernel_record"), str(merged), arch], env=env)
+            if done.returncode:
+                raise SystemExit(
+                    f"replaying the SGLang kernel record for {arch} failed (the lines above name the kernel): "
+                    "fix or drop that record line, or build with KERNEL_ARCHS=none (a start compiles them instead)"
+                )
+            print(f"sglang JIT kernels for {arch}: {time.monotonic() - t0:.0f} s", flush=True)
+        modules = _recorded_modules(merged)
+    finally:
+        merged.unlink()
+    for lock in jit.rglob("*.lock"):  # SGLang's build locks (".lock"): a start makes its own
+        lock.unlink()
+    return {"env": "SGLANG_JIT_CACHE_DIR", "path": None, "version": _sglang_version(), "archs": archs,
+            "modules": modules}  # fmt: skip
+
+
+def build(
+    seed: Path, archs: list[str], workspace: Path = RUN_TIME_WORKSPACE, records: list[Path] | None = None
+) -> dict[str, dict[str, object]]:
+    """Builds FlashInfer's modules for each architecture under `workspace`, then moves them into seed/flashinfer,
+    replays the kernel `records` into seed/sglang-jit, and writes seed/manifest.json. `workspace` must not exist
+    yet: the seed holds only what this build made."""
     if workspace.exists():
         raise SystemExit(f"{workspace} exists: the kernel seed is built into an empty folder")
     for arch in archs:
         t0 = time.monotonic()
         env = dict(os.environ, FLASHINFER_CUDA_ARCH_LIST=arch, FLASHINFER_WORKSPACE_BASE=str(workspace))
-        subprocess.run([sys.executable, *_this(), "_one", arch], env=env, check=True)
+        subprocess.run([sys.executable, *_module("kernel_seed"), "_one", arch], env=env, check=True)
         print(f"flashinfer {' '.join(FLASHINFER_MODULES)} for {arch}: {time.monotonic() - t0:.0f} s", flush=True)
     from importlib.metadata import PackageNotFoundError, version
 
@@ -93,6 +148,8 @@ def build(seed: Path, archs: list[str], workspace: Path = RUN_TIME_WORKSPACE) ->
             "modules": list(FLASHINFER_MODULES),
         }
     }
+    if records:
+        manifest["sglang-jit"] = build_recorded(seed, archs, records)
     (seed / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -111,8 +168,9 @@ def _copy_missing(src: Path, dest: Path) -> int:
 
 
 def seed(seed_dir: Path, env: Mapping[str, str]) -> list[str]:
-    """Copies the image's prebuilt kernels into the caches `env` names (the children's environment), where those
-    caches are the folders they were built for. Returns one line per kernel set, for the start-up log."""
+    """Copies the image's prebuilt kernels into the caches `env` names (the children's environment): FlashInfer's
+    where that cache is the folder they were built for, SGLang's (path null: content-addressed) wherever it is.
+    Returns one line per kernel set, for the start-up log."""
     manifest_path = seed_dir / MANIFEST
     if not manifest_path.is_file():
         return []
@@ -120,7 +178,10 @@ def seed(seed_dir: Path, env: Mapping[str, str]) -> list[str]:
     for name, entry in json.loads(manifest_path.read_text()).items():
         what = f"{name} {', '.join(entry['modules'])} ({' '.join(entry['archs'])})"
         dest = Path(env.get(entry["env"], ""))
-        if dest != Path(entry["path"]):
+        if not env.get(entry["env"]):
+            lines.append(f"prebuilt {what} not used: this start sets no {entry['env']}")
+            continue
+        if entry["path"] is not None and dest != Path(entry["path"]):
             lines.append(
                 f"prebuilt {what} not used: built for {entry['env']}={entry['path']}, this start has {dest} "
                 "(it compiles on first use instead)"
@@ -149,8 +210,10 @@ def main(argv: list[str]) -> int:
     cmd.add_argument("archs", nargs="+", metavar="ARCH", help="compute capability, like 9.0a")
     cmd.add_argument("--for", dest="workspace", metavar="WORKSPACE", type=Path, default=RUN_TIME_WORKSPACE,
                      help=f"FlashInfer's cache folder at run time (default {RUN_TIME_WORKSPACE})")  # fmt: skip
+    cmd.add_argument("--record", dest="records", metavar="FILE", type=Path, action="append", default=[],
+                     help="a GPU start's record of SGLang's JIT builds (kernel-builds.jsonl); repeatable")  # fmt: skip
     args = parser.parse_args(argv)
-    build(args.seed_dir, args.archs, args.workspace)
+    build(args.seed_dir, args.archs, args.workspace, args.records)
     return 0
 
 

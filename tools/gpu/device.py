@@ -878,6 +878,9 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
         side, temp = run.split("-")
         cache = Path(f"/tmp/starts-cache/{key}-{side}")
         if temp == "cold":
+            if (cache / "kernel-builds.jsonl").exists():  # an earlier start's record, for --image-kernels to replay
+                KERNEL_RECORDS.mkdir(exist_ok=True)
+                shutil.copy2(cache / "kernel-builds.jsonl", KERNEL_RECORDS / f"{key}.jsonl")
             shutil.rmtree(cache, ignore_errors=True)
             if SEED_KERNELS and side == "ours":
                 seed_kernels(cache)
@@ -953,15 +956,24 @@ def seed_kernels(cache: Path) -> None:
         log(f"seeded {cache / 'tvm-ffi'} with {sorted(p.name for p in (PREBUILT / 'tvm-ffi').iterdir())}")
 
 
+KERNEL_RECORDS = Path("/tmp/kernel-records")  # {key}.jsonl: the last cold start's record of SGLang's JIT builds
+
+
 def image_kernels(key: str, cache: Path, arch: str) -> None:
     """What the image does, for a cold start of ours: kernel_seed.py builds FlashInfer's RoPE with the GPU hidden,
-    at the path this start's FlashInfer cache will have ({cache}/flashinfer), into a seed folder that our
-    launcher (KERNEL_SEED_DIR) copies into CACHE_DIR before SGLang starts."""
+    at the path this start's FlashInfer cache will have ({cache}/flashinfer), and replays the record of SGLang's JIT
+    builds (an earlier start's in this machine hold, else the one committed in docker/kernel-builds/), into a seed
+    folder that our launcher (KERNEL_SEED_DIR) copies into CACHE_DIR before SGLang starts."""
     seed = Path(f"/tmp/kernel-seed-{key}")
     shutil.rmtree(seed, ignore_errors=True)
     env = dict(child_env(), CUDA_VISIBLE_DEVICES="", MAX_JOBS="16")
     cmd = [sys.executable, "-m", "glm_image_sglang.kernel_seed", "build", str(seed), arch]
     cmd += ["--for", f"{cache}/flashinfer"]
+    for record in (KERNEL_RECORDS / f"{key}.jsonl", REPO / f"docker/kernel-builds/{key}.jsonl"):
+        if record.exists():
+            cmd += ["--record", str(record)]
+            log(f"image kernels: replaying {record} ({len(record.read_text().splitlines())} lines)")
+            break
     t = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     log(f"image kernels for {arch}: exit {r.returncode} in {time.monotonic() - t:.0f} s")
