@@ -109,15 +109,18 @@ RUN --mount=type=secret,id=ca \
         *) echo "ERROR: FLASH_ATTN=$FLASH_ATTN is not supported; use source or skip" >&2; exit 1 ;; \
     esac
 
-# --- kernels every start compiles, built here with no GPU (src/glm_image_sglang/kernel_seed.py) ---------
-# FlashInfer's RoPE (both Wan DiTs and GLM-Image's call it): 35-39 s of a cold start on an H200, ~1 min a
-# architecture here on 2 cores. Built at the run-time cache path, kept in /opt; the launcher copies it into
-# CACHE_DIR at start. KERNEL_ARCHS=none builds nothing (a start compiles it, as before).
-COPY src/glm_image_sglang/kernel_seed.py /usr/local/lib/glm-image-sglang/
+# --- kernels a first start compiles, built here with no GPU (src/glm_image_sglang/kernel_seed.py) -------
+# FlashInfer's RoPE and the SGLang JIT kernels that GPU starts recorded (docker/kernel-builds/*.jsonl): with
+# SGLang 0.5.23 on an H200, 38 s + 24 s of a cold GLM-Image start; ~1 min + ~1 min an architecture here on
+# 2 cores. Kept in /opt; the launcher copies them into CACHE_DIR at start. KERNEL_ARCHS=none builds nothing
+# (a start compiles them, as before).
+COPY src/glm_image_sglang/kernel_seed.py src/glm_image_sglang/kernel_record.py /usr/local/lib/glm-image-sglang/
+COPY docker/kernel-builds/ /usr/local/lib/glm-image-sglang/kernel-builds/
 ARG KERNEL_ARCHS="8.0 8.9 9.0a 10.0a"
 RUN if [[ "$KERNEL_ARCHS" == none ]]; then echo "kernel prebuild: skipped (KERNEL_ARCHS=none)"; exit 0; fi \
     && read -ra archs <<< "$KERNEL_ARCHS" \
-    && MAX_JOBS="$MAX_JOBS" python /usr/local/lib/glm-image-sglang/kernel_seed.py build /opt/glm-image-sglang/kernels "${archs[@]}" \
+    && shopt -s nullglob && records=() && for r in /usr/local/lib/glm-image-sglang/kernel-builds/*.jsonl; do records+=(--record "$r"); done \
+    && MAX_JOBS="$MAX_JOBS" python /usr/local/lib/glm-image-sglang/kernel_seed.py build /opt/glm-image-sglang/kernels "${archs[@]}" "${records[@]}" \
     && rmdir /app/data/cache /app/data \
     && cat /opt/glm-image-sglang/kernels/manifest.json \
     && rm -rf /root/.cache /tmp/*

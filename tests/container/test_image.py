@@ -160,6 +160,30 @@ def test_prebuilt_rope_kernel_is_not_compiled_again(image):
     assert result["unchanged"] and result["so"].startswith("/app/data/cache/flashinfer/"), result
 
 
+SEEDED_SGLANG_JIT = """
+import os
+from pathlib import Path
+os.environ.update(SGLANG_JIT_CACHE_DIR="/app/data/cache/sglang-jit", SGLANG_CRASH_ON_JIT_COMPILE="1")
+from glm_image_sglang import kernel_record, kernel_seed
+from glm_image_sglang.settings import Settings
+print("\\n".join(kernel_seed.seed(Settings.from_env({"MODEL_PATH": "/m"}).kernel_seed_dir, os.environ)))
+for item in kernel_record.read(Path("/usr/local/lib/glm-image-sglang/kernel-builds/glm-image.jsonl")):
+    print("loaded", item["module"], kernel_record.replay(item, "9.0a"))
+"""
+
+
+def test_recorded_sglang_kernels_are_found_without_compiling(image):
+    """The SGLang JIT kernels a GPU start of GLM-Image recorded (docker/kernel-builds/), replayed into the image for
+    9.0a and copied into a start's SGLANG_JIT_CACHE_DIR, should be found by SGLang's own cache lookup: with
+    SGLANG_CRASH_ON_JIT_COMPILE set, a lookup that missed would raise instead of compiling."""
+    proc = run(image, "python", "-c", SEEDED_SGLANG_JIT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"^prebuilt sglang-jit \S+(, \S+)* \(9\.0a\): [1-9]\d* files copied into "
+                     r"/app/data/cache/sglang-jit$", proc.stdout, re.M), proc.stdout  # fmt: skip
+    loaded = re.findall(r"^loaded (\S+) done$", proc.stdout, re.M)
+    assert len(loaded) == 3 and "sgl_kernel_jit_timestep_embedding_bf16_t" in loaded, proc.stdout[-3000:]
+
+
 def test_tini_is_pid_1(inspect):
     """tini should be PID 1 so signals reach the launcher and zombies are reaped."""
     assert inspect["Config"]["Entrypoint"] == ["/usr/bin/tini", "--", "/app/entrypoint.sh"]
