@@ -1,28 +1,29 @@
 """Kernels built into the image with no GPU, and copied into CACHE_DIR at start so a first start skips them.
 
-Every start of these models on a CUDA GPU compiles FlashInfer's RoPE module in its first denoising step
-(SGLang's Wan and GLM-Image DiTs call flashinfer.rope.apply_rope_with_cos_sin_cache_inplace; measured with
-SGLang 0.5.16 on an H200: 34.6 s of a cold TI2V-5B start, 38.7 s of a GLM-Image one). The build is nvcc for
-an architecture, not for a GPU, so the image does it once per architecture in KERNEL_ARCHS:
+A cold GLM-Image start on a CUDA GPU builds FlashInfer's RoPE module and three of SGLang's JIT kernels in its
+first generation (SGLang 0.5.23 on an H200: ~38 s + 24 s; with 0.5.16 the Wan DiTs built the RoPE too, 0.5.23's
+build nothing). The builds are nvcc for an architecture, not for a GPU, so the image makes them once per
+architecture in KERNEL_ARCHS:
 
-    python -m glm_image_sglang.kernel_seed build SEED_DIR ARCH [ARCH ...] [--for WORKSPACE]   (ARCH like 9.0a)
+    python -m glm_image_sglang.kernel_seed build SEED_DIR ARCH [ARCH ...] [--for WORKSPACE] [--record FILE ...]
 
-(the Dockerfile runs this file as a script, before the package is installed, so that editing the package
-rebuilds nothing).
+(ARCH like 9.0a; the Dockerfile runs this file as a script, with kernel_record.py beside it, before the package
+is installed, so that editing the package rebuilds nothing).
 
-Each architecture gets FlashInfer's own JIT cache layout (<version>/<arch>/cached_ops/rope), built at the path
-the launcher gives FlashInfer at run time ($CACHE_DIR/flashinfer, by default /app/data/cache/flashinfer), so
-that ninja, which FlashInfer runs before every load, finds the same commands and up-to-date outputs and does
-nothing. At start, seed() copies the files a CACHE_DIR lacks (never overwriting one); when CACHE_DIR is
-elsewhere, or the GPU's architecture was not built, FlashInfer compiles on first use as it always did.
-Why not FlashInfer's ahead-of-time folder: it is not keyed by architecture, so a module built for the
-listed GPUs would be loaded, and fail, on any other.
+FlashInfer: each architecture gets FlashInfer's own JIT cache layout (<version>/<arch>/cached_ops/rope), built at
+the path the launcher gives FlashInfer at run time ($CACHE_DIR/flashinfer, by default /app/data/cache/flashinfer),
+so that ninja, which FlashInfer runs before every load, finds the same commands and up-to-date outputs and does
+nothing. When CACHE_DIR is elsewhere, or the GPU's architecture was not built, FlashInfer compiles on first use
+as it always did. Why not FlashInfer's ahead-of-time folder: it is not keyed by architecture, so a module built
+for the listed GPUs would be loaded, and fail, on any other.
 
-SGLang's own JIT kernels (>= 0.5.23: the VAE's and the timestep embedding's, and whatever a model reaches) are
-built from a record of a GPU start (`--record FILE`, written by the image's plugin: kernel_record.py), replayed
-for each architecture into seed/sglang-jit. SGLang's cache is content-addressed and path-independent (keyed by
-sources, flags, target, compilers and package versions, checked against the files at load), so it is copied into
-whatever SGLANG_JIT_CACHE_DIR a start has; a build that no longer matches is simply not found, and compiled.
+SGLang (>= 0.5.23): the JIT builds a GPU start recorded (`--record FILE`, written by the image's plugin:
+kernel_record.py; docker/kernel-builds/) are replayed for each architecture into seed/sglang-jit. SGLang's cache
+is content-addressed and path-independent (keyed by sources, flags, target, compilers and package versions,
+checked against the files at load), so it is copied into whatever SGLANG_JIT_CACHE_DIR a start has; a build that
+no longer matches is simply not found, and compiled.
+
+At start, seed() copies the files a cache lacks, never overwriting one.
 """
 
 from __future__ import annotations

@@ -162,9 +162,10 @@ FIELDS: tuple[Field, ...] = (
         "KERNEL_SEED_DIR",
         "kernel_seed_dir",
         "/opt/glm-image-sglang/kernels",
-        "Kernels the image built for KERNEL_ARCHS (FlashInfer's RoPE, which every start compiles otherwise): "
-        "copied into CACHE_DIR at start where missing. Used where FlashInfer's cache is the folder they were built "
-        "for, $CACHE_DIR/flashinfer with the default CACHE_DIR; a folder without manifest.json turns it off.",
+        "Kernels the image built for KERNEL_ARCHS (FlashInfer's RoPE and SGLang's recorded JIT kernels, which a "
+        "cold GLM-Image start compiles otherwise): copied into CACHE_DIR at start where missing. FlashInfer's are "
+        "used where its cache is the folder they were built for ($CACHE_DIR/flashinfer with the default CACHE_DIR), "
+        "SGLang's anywhere; a folder without manifest.json turns it off.",
     ),
     Field("ENABLE_METRICS", "metrics", "true", "Expose Prometheus metrics on /metrics."),
     Field(
