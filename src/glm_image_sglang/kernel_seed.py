@@ -78,11 +78,13 @@ def _recorded_modules(record: Path) -> list[str]:
     return sorted({json.loads(line)["module"] for line in record.read_text().splitlines() if line.strip()})
 
 
-def _sglang_version() -> str:
+def _version(dist: str) -> str:
+    """The installed version of `dist` for the manifest; "unknown" in a site unpacked without its metadata
+    (tools/gpu's device stage)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("sglang")
+        return version(dist)
     except PackageNotFoundError:
         return "unknown"
 
@@ -113,7 +115,7 @@ def build_recorded(seed: Path, archs: list[str], records: list[Path]) -> dict[st
         merged.unlink()
     for lock in jit.rglob("*.lock"):  # SGLang's build locks (".lock"): a start makes its own
         lock.unlink()
-    return {"env": "SGLANG_JIT_CACHE_DIR", "path": None, "version": _sglang_version(), "archs": archs,
+    return {"env": "SGLANG_JIT_CACHE_DIR", "path": None, "version": _version("sglang"), "archs": archs,
             "modules": modules}  # fmt: skip
 
 
@@ -130,12 +132,6 @@ def build(
         env = dict(os.environ, FLASHINFER_CUDA_ARCH_LIST=arch, FLASHINFER_WORKSPACE_BASE=str(workspace))
         subprocess.run([sys.executable, *_module("kernel_seed"), "_one", arch], env=env, check=True)
         print(f"flashinfer {' '.join(FLASHINFER_MODULES)} for {arch}: {time.monotonic() - t0:.0f} s", flush=True)
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        flashinfer_version = version("flashinfer-python")
-    except PackageNotFoundError:  # a site unpacked without its metadata (tools/gpu's device stage)
-        flashinfer_version = "unknown"
     for lock in workspace.rglob("*.lock"):  # FlashInfer's file locks: a start makes its own
         lock.unlink()
     seed.mkdir(parents=True, exist_ok=True)
@@ -144,7 +140,7 @@ def build(
         "flashinfer": {
             "env": "FLASHINFER_WORKSPACE_BASE",
             "path": str(workspace),
-            "version": flashinfer_version,
+            "version": _version("flashinfer-python"),
             "archs": archs,
             "modules": list(FLASHINFER_MODULES),
         }
@@ -178,10 +174,10 @@ def seed(seed_dir: Path, env: Mapping[str, str]) -> list[str]:
     lines = []
     for name, entry in json.loads(manifest_path.read_text()).items():
         what = f"{name} {', '.join(entry['modules'])} ({' '.join(entry['archs'])})"
-        dest = Path(env.get(entry["env"], ""))
         if not env.get(entry["env"]):
             lines.append(f"prebuilt {what} not used: this start sets no {entry['env']}")
             continue
+        dest = Path(env[entry["env"]])
         if entry["path"] is not None and dest != Path(entry["path"]):
             lines.append(
                 f"prebuilt {what} not used: built for {entry['env']}={entry['path']}, this start has {dest} "

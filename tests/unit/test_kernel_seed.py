@@ -113,7 +113,7 @@ def fake_replay(tmp_path, monkeypatch):
     script = tmp_path / "fake_record.py"
     script.write_text(FAKE_REPLAY)
     monkeypatch.setattr(kernel_seed, "_module", lambda name: [str(script)])
-    monkeypatch.setattr(kernel_seed, "_sglang_version", lambda: "0.5.23")
+    monkeypatch.setattr(kernel_seed, "_version", lambda dist: {"sglang": "0.5.23"}[dist])
 
 
 def record(path, *modules):
