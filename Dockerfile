@@ -15,7 +15,7 @@
 #   FLASH_ATTN_VERSION     flash-attn release                                                 (2.8.3)
 #   FLASH_ATTN_CUDA_ARCHS  GPU archs to compile for: 80 Ampere, 90 Hopper                     (80;90)
 #   MAX_JOBS               parallel nvcc jobs, ~4-8 GB RAM each                                (2)
-#   KERNEL_ARCHS           GPU archs FlashInfer's RoPE is prebuilt for, or none   ("8.0 8.9 9.0a 10.0a")
+#   KERNEL_ARCHS           GPU archs cold-start kernels are prebuilt for, or none  ("8.0 8.9 9.0a 10.0a")
 #   PIP_INDEX, PIP_EXTRA_INDEX   a package mirror
 #   WHEELHOUSE_URL         the offline wheelhouse ./build.sh --offline serves from pip-cache/ (no index used)
 #   IMAGE_VERSION, VCS_REF, BUILD_DATE   recorded in labels and /app/build-info.json

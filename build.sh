@@ -29,7 +29,7 @@ Environment (each is passed to the Dockerfile as a build argument when set):
   FLASH_ATTN_VERSION     flash-attn release compiled from source             (default 2.8.3)
   FLASH_ATTN_CUDA_ARCHS  GPU architectures to compile for                    (default "80;90")
   MAX_JOBS               parallel compile jobs (~4-8 GB RAM each)            (default 2)
-  KERNEL_ARCHS           GPU architectures FlashInfer's RoPE is prebuilt for, or none
+  KERNEL_ARCHS           GPU architectures cold-start kernels are prebuilt for, or none
                                                                              (default "8.0 8.9 9.0a 10.0a")
   PIP_INDEX, PIP_EXTRA_INDEX   a package mirror (e.g. Artifactory, devpi)
   HTTP_PROXY, HTTPS_PROXY, NO_PROXY   passed as build arguments (not stored in the image)

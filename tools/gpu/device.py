@@ -21,7 +21,8 @@ on the lent GPU machine (no Docker there); what it measures goes to $OUT as JSON
   python3 tools/gpu/device.py prebuild [9.0a ...]    build the kernels a cold Wan start compiles, GPU hidden;
                                                      `starts ... --seed-kernels` starts cold with them
   python3 tools/gpu/device.py starts KEY ours-cold --image-kernels 9.0a   ours-cold with the image's prebuilt
-                                                     FlashInfer RoPE (kernel_seed.py, built first with the GPU hidden)
+                                                     kernels (kernel_seed.py, built first with the GPU hidden:
+                                                     FlashInfer's RoPE and the last cold start's SGLang record)
   python3 tools/gpu/device.py fa2-build [--archs 90]  compile the flash-attn sdist carried in .gpu/fa2/ as the
                                                      Dockerfile does, in the background; `fa2-check` joins it,
                                                      checks flash_attn_func against SDPA and times it
