@@ -1,5 +1,6 @@
 """SGLang plugin shipped in the image (entry point `sglang.multimodal_gen.plugins`; SGLang calls
-register() in every worker before it builds the pipeline). Patches, each applied only where the installed
+register() in every worker before it builds the pipeline; and `sglang.srt.plugins`, whose register_srt() SGLang's
+LLM runtime calls in each of its processes: GLM-Image's AR server). Patches, each applied only where the installed
 SGLang has what it patches: GLM-Image edits with transformers 5.19 (below), edits in-process beside an AR
 server and an AR server started at the same time (patch_glm_image_ar_stage), A14B's expert swap
 (expert_swap.py, OFFLOAD=expert-swap), an eager VAE decode beside a compiled DiT (patch_vae_decode_eager),
@@ -154,17 +155,31 @@ def enabled(env: Mapping[str, str]) -> bool:
     return env.get("GLM_IMAGE_SGLANG_PLUGIN", "on").lower() not in ("off", "0", "false")
 
 
-def register() -> None:
-    import os
-
-    if not enabled(os.environ):
-        return
+def announce_kernel_compiles() -> None:
     from .kernel_compiles import install
 
     try:
         install()
     except Exception as e:  # log lines only: never a reason for a worker not to start
         say(f"kernel-compile lines left out: {e!r}")
+
+
+def register_srt() -> None:
+    """SGLang's LLM runtime (>= 0.5.23; GLM-Image's AR server): kernel-compile lines and the kernel record
+    only. Its first CUDA-graph batch compiles SGLang JIT kernels of its own (22.8 s of a cold GLM-Image start
+    on an H200); recorded, the image builds them too. None of the diffusion patches apply there."""
+    import os
+
+    if enabled(os.environ):
+        announce_kernel_compiles()
+
+
+def register() -> None:
+    import os
+
+    if not enabled(os.environ):
+        return
+    announce_kernel_compiles()
     if patch_glm_image_edit():
         say("GLM-Image edits keep per-image vision features")
     if os.environ.get("GLM_IMAGE_EXPERT_SWAP") == "on":

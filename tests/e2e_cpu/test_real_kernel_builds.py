@@ -127,3 +127,26 @@ def test_a_record_from_another_sglang_is_skipped_not_fatal(tmp_path):
                             capture_output=True, text=True, timeout=600, env=env)  # fmt: skip
     assert replay.returncode == 0, replay.stdout + replay.stderr[-3000:]
     assert "sgl_kernel_jit_gone: skipped (no " in replay.stdout and "sglang/no/such/file.cpp)" in replay.stdout
+
+
+def test_the_llm_runtime_loads_the_plugin_and_records_its_builds(tmp_path):
+    """GLM-Image's AR server is SGLang's LLM runtime, which loads general plugins from `sglang.srt.plugins` in
+    each process: through SGLang's own loader, the image's plugin should be found and a real JIT build there
+    recorded (the AR server's first CUDA-graph batch compiles kernels of its own)."""
+    source = tmp_path / "probe.cpp"
+    source.write_text("#include <tvm/ffi/function.h>\nint add_one(int x) { return x + 1; }\n")
+    record = tmp_path / "kernel-builds.jsonl"
+    script = RECORD_SCRIPT.replace(
+        "from glm_image_sglang import kernel_compiles\nkernel_compiles.install(threshold=60.0)\n",
+        "from sglang.srt.plugins import load_plugins\nload_plugins()\n",
+    )
+    assert "load_plugins()" in script
+    env = dict(os.environ, PATH=f"{E2E_PYTHON.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               SGLANG_JIT_CACHE_DIR=str(tmp_path / "start"), GLM_IMAGE_KERNEL_RECORD=str(record),
+               SGLANG_PLUGINS="glm_image_sglang")  # fmt: skip
+    start = subprocess.run([str(E2E_PYTHON), "-c", script, str(source)], capture_output=True, text=True,
+                           timeout=600, env=env)  # fmt: skip
+    assert start.returncode == 0 and start.stdout.strip() == "42", start.stderr[-3000:]
+    assert [json.loads(line)["module"] for line in record.read_text().splitlines()] == [
+        "sgl_kernel_jit_glm_record_probe"
+    ]

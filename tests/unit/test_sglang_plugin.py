@@ -141,3 +141,24 @@ def test_a_failing_kernel_compile_hook_does_not_stop_the_worker(monkeypatch, cap
         monkeypatch.delenv(name, raising=False)
     sglang_plugin.register()
     assert "kernel-compile lines left out: RuntimeError('no meta_path here')" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("setting", "installs"), [(None, True), ("off", False)])
+def test_the_llm_runtime_entry_point_installs_the_kernel_compile_lines_alone(monkeypatch, setting, installs):
+    """register_srt (SGLang's LLM runtime: GLM-Image's AR server) should install the kernel-compile lines and
+    records unless GLM_IMAGE_SGLANG_PLUGIN=off, and apply none of the diffusion patches, even when asked."""
+    from glm_image_sglang import kernel_compiles
+
+    calls: list[str] = []
+    monkeypatch.setattr(kernel_compiles, "install", lambda threshold=3.0: calls.append("install") or [])
+    monkeypatch.setattr(sglang_plugin, "patch_glm_image_edit", lambda: calls.append("edit") or True)
+    monkeypatch.setattr(sglang_plugin, "patch_glm_image_ar_stage", lambda *a: calls.append("ar") or True)
+    monkeypatch.setattr(sglang_plugin, "patch_vae_decode_eager", lambda: calls.append("vae") or True)
+    for name, value in (("GLM_IMAGE_AR_EDITS", "in-process"), ("GLM_IMAGE_VAE_COMPILE", "off")):
+        monkeypatch.setenv(name, value)
+    if setting is None:
+        monkeypatch.delenv("GLM_IMAGE_SGLANG_PLUGIN", raising=False)
+    else:
+        monkeypatch.setenv("GLM_IMAGE_SGLANG_PLUGIN", setting)
+    sglang_plugin.register_srt()
+    assert calls == (["install"] if installs else [])

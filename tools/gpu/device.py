@@ -107,6 +107,17 @@ def child_env() -> dict[str, str]:
 # ---------------------------------------------------------------- stage
 
 
+def entry_points_txt() -> str:
+    """This project's entry points (SGLang's plugin groups) as pip writes them, from the working tree's
+    pyproject.toml: SGLang finds the plugin through them while the code comes from PYTHONPATH=src."""
+    import tomllib
+
+    groups = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
+    return "".join(
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n" for group, eps in groups.items()
+    )
+
+
 def stage(carried: Path) -> None:
     """Copy carried parts to /tmp/stage (kept while the machine stays warm), unpack complete groups. One stack
     a machine: the parts of another one would unpack over the same /tmp/site."""
@@ -158,6 +169,9 @@ def stage(carried: Path) -> None:
         'sys.exit(main())\' "$@"\n'
     )
     wrapper.chmod(0o755)
+    info = SITE / "glm_image_sglang-0.1.0.dist-info"  # from the core archive, as old as that archive
+    if info.is_dir():
+        (info / "entry_points.txt").write_text(entry_points_txt())
     log(f"site {subprocess.run(['du', '-sh', str(SITE)], capture_output=True, text=True).stdout.split()[0]}; "
         f"disk free {shutil.disk_usage('/tmp').free / 1e9:.0f} GB")  # fmt: skip
 

@@ -31,6 +31,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from device import entry_points_txt
+
 REPO = Path(__file__).resolve().parents[2]
 WORK = REPO / ".gpu"
 PLATFORMS = [f"manylinux_2_{n}_x86_64" for n in range(17, 40)] + ["manylinux2014_x86_64", "linux_x86_64", "any"]
@@ -99,9 +101,7 @@ def own_dist_info(site: Path) -> None:
     info = site / "glm_image_sglang-0.1.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: glm-image-sglang\nVersion: 0.1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[sglang.multimodal_gen.plugins]\nglm_image_sglang = glm_image_sglang.sglang_plugin:register\n"
-    )
+    (info / "entry_points.txt").write_text(entry_points_txt())  # device.py's stage writes them again
     (info / "RECORD").write_text("")
 
 
