@@ -131,8 +131,9 @@ FIELDS: tuple[Field, ...] = (
         "off",
         "off or dit. dit (changes the outputs slightly): torch.compile of the diffusion transformer (SGLang's "
         "--enable-torch-compile, inductor mode default) with the VAE decode left eager by the image's plugin. "
-        "TI2V-5B 1280x704x121 on an H200: 1.70 s/step against 1.86; the first request at each new size "
-        "~14 s slower (compiled kernels kept in CACHE_DIR). Without the plugin SGLang compiles the VAE too "
+        "TI2V-5B 1280x704x121 on an H200: 1.70 s/step against 1.86 with SGLang 0.5.16, but 1.72 against 1.66 "
+        "(slower) with the image's 0.5.23; the first request at each new size 14-23 s slower (compiled kernels "
+        "kept in CACHE_DIR). Without the plugin SGLang compiles the VAE too "
         "(80-115 s more on each new size's first request).",
     ),
     Field(
