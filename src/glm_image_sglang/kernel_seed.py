@@ -1,8 +1,9 @@
 """Kernels built into the image with no GPU, and copied into CACHE_DIR at start so a first start skips them.
 
-A cold GLM-Image start on a CUDA GPU builds FlashInfer's RoPE module and three of SGLang's JIT kernels in its
-first generation (SGLang 0.5.23 on an H200: ~38 s + 24 s; with 0.5.16 the Wan DiTs built the RoPE too, 0.5.23's
-build nothing). The builds are nvcc for an architecture, not for a GPU, so the image makes them once per
+A cold GLM-Image start on a CUDA GPU builds FlashInfer's RoPE module and six of SGLang's JIT kernels (three in
+its first generation, three in its AR server's CUDA-graph capture; SGLang 0.5.23 on an H200: 60-120 s in all, and
+89.9 s to ready with them prebuilt against 212.5 s; with 0.5.16 the Wan DiTs built the RoPE too, 0.5.23's build
+nothing). The builds are nvcc for an architecture, not for a GPU, so the image makes them once per
 architecture in KERNEL_ARCHS:
 
     python -m glm_image_sglang.kernel_seed build SEED_DIR ARCH [ARCH ...] [--for WORKSPACE] [--record FILE ...]

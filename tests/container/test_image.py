@@ -173,15 +173,19 @@ for item in kernel_record.read(Path("/usr/local/lib/glm-image-sglang/kernel-buil
 
 
 def test_recorded_sglang_kernels_are_found_without_compiling(image):
-    """The SGLang JIT kernels a GPU start of GLM-Image recorded (docker/kernel-builds/), replayed into the image for
-    9.0a and copied into a start's SGLANG_JIT_CACHE_DIR, should be found by SGLang's own cache lookup: with
-    SGLANG_CRASH_ON_JIT_COMPILE set, a lookup that missed would raise instead of compiling."""
+    """The SGLang JIT kernels a GPU start of GLM-Image recorded (docker/kernel-builds/: its diffusion server's and its
+    AR server's), replayed into the image for 9.0a and copied into a start's SGLANG_JIT_CACHE_DIR, should be found
+    by SGLang's own cache lookup: with SGLANG_CRASH_ON_JIT_COMPILE set, a lookup that missed would raise instead of
+    compiling."""
     proc = run(image, "python", "-c", SEEDED_SGLANG_JIT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert re.search(r"^prebuilt sglang-jit \S+(, \S+)* \(9\.0a\): [1-9]\d* files copied into "
                      r"/app/data/cache/sglang-jit$", proc.stdout, re.M), proc.stdout  # fmt: skip
+    recorded = {json.loads(line)["module"] for line in (ROOT / "docker/kernel-builds/glm-image.jsonl").open()}
     loaded = re.findall(r"^loaded (\S+) done$", proc.stdout, re.M)
-    assert len(loaded) == 3 and "sgl_kernel_jit_timestep_embedding_bf16_t" in loaded, proc.stdout[-3000:]
+    assert sorted(loaded) == sorted(recorded), proc.stdout[-3000:]
+    # the diffusion server's and the AR server's (SGLang's LLM runtime: the srt plugin entry point) alike
+    assert {"sgl_kernel_jit_timestep_embedding_bf16_t", "sgl_kernel_jit_kvcache_512_512_32_true"} <= recorded
 
 
 def test_tini_is_pid_1(inspect):
