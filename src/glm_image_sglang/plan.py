@@ -56,6 +56,7 @@ class Plan:
     ar_together: bool = False  # the AR server started here and the diffusion server start at once
     ar_max_tokens: int | None = None  # the AR server's --max-total-tokens (its KV cache), None: its own sizing
     compile_dit: bool = False  # COMPILE=dit on a GPU: SGLang's --enable-torch-compile, the VAE left eager
+    worker_preload: bool = False  # WORKER_START=preload where the plugin loads: workers forked from a fork server
 
 
 # Bytes per parameter as SGLang loads each component by default (configs/pipeline_configs/base.py:
@@ -221,9 +222,10 @@ def make_plan(
         preset = _preset(settings, model, notes)
         if settings.compile != "off":
             notes.append("compile: off (COMPILE=dit compiles for the GPU; there is none)")
+        preload = _worker_start(settings, plugin, notes)
         return Plan(
             0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process, preset,
-            ar.together, ar.max_tokens,
+            ar.together, ar.max_tokens, worker_preload=preload,
         )  # fmt: skip
     n = settings.num_gpus or len(machine.gpus)
     notes = [] if settings.num_gpus else [f"GPUs: {n} (all visible)"]
@@ -273,9 +275,10 @@ def make_plan(
     ar = _ar_stage(settings, model, per_gpu, gpu, plugin, srt_encoder, notes)
     preset = _preset(settings, model, notes)
     compile_dit = _compile(settings, plugin, notes)
+    preload = _worker_start(settings, plugin, notes)
     return Plan(
         n, cfg, ulysses, ring, offload, gpu + ar.gpu, host + ar.host, tuple(notes), ar.fraction, ar.mode,
-        ar.edits_in_process, preset, ar.together, ar.max_tokens, compile_dit,
+        ar.edits_in_process, preset, ar.together, ar.max_tokens, compile_dit, preload,
     )  # fmt: skip
 
 
@@ -313,6 +316,22 @@ def _compile(settings: Settings, plugin: bool, notes: list[str]) -> bool:
     notes.append(
         f"compile: the DiT with torch.compile (inductor mode default); {vae}. The first request at each new size "
         "compiles (kept in CACHE_DIR); outputs differ slightly from COMPILE=off"
+    )
+    return True
+
+
+def _worker_start(settings: Settings, plugin: bool, notes: list[str]) -> bool:
+    """WORKER_START=preload: the image's plugin, loaded in SGLang's main process, forks the diffusion workers
+    from a fork server that imported their heavy libraries meanwhile (worker_start.py)."""
+    if settings.worker_start == "spawn":
+        return False
+    if not plugin:
+        notes.append("worker start: spawned (WORKER_START=preload needs the image's plugin, and this SGLang loads "
+                     "none, or GLM_IMAGE_SGLANG_PLUGIN=off)")  # fmt: skip
+        return False
+    notes.append(
+        "worker start: forked from a fork server that imports torch, transformers and diffusers while SGLang's "
+        "main process imports (WORKER_START=preload)"
     )
     return True
 

@@ -193,6 +193,8 @@ def child_env(settings: Settings, plan: Plan, base: dict[str, str]) -> dict[str,
         env["GLM_IMAGE_AR_START"] = "together"
     if plan.offload == "expert-swap":
         env["GLM_IMAGE_EXPERT_SWAP"] = "on"
+    if plan.worker_preload:  # the plugin's worker_start.py, in SGLang's main process
+        env["GLM_IMAGE_WORKER_START"] = "preload"
     if plan.compile_dit:  # SGLang's own DiT mode, max-autotune-no-cudagraphs, autotuned past 9 min (H200)
         env.setdefault("SGLANG_TORCH_COMPILE_MODE", "default")
         env["GLM_IMAGE_VAE_COMPILE"] = "off"

@@ -211,6 +211,23 @@ def test_server_modules_import(image):
     assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
+def test_the_plugin_is_registered_for_both_sglang_runtimes(image):
+    """The installed package should name its plugin to SGLang's diffusion runtime (the patches) and to its LLM
+    runtime (the AR server's kernel records; WORKER_START=preload in the diffusion server's main process)."""
+    code = (
+        "from importlib.metadata import entry_points as e; "
+        "print(sorted((p.group, p.value) for g in ('sglang.multimodal_gen.plugins', 'sglang.srt.plugins') "
+        "for p in e(group=g) if p.name == 'glm_image_sglang'))"
+    )
+    proc = run(image, "python", "-c", code)
+    assert proc.stdout.strip() == str(
+        [
+            ("sglang.multimodal_gen.plugins", "glm_image_sglang.sglang_plugin:register"),
+            ("sglang.srt.plugins", "glm_image_sglang.sglang_plugin:register_srt"),
+        ]
+    ), proc.stdout + proc.stderr[-2000:]
+
+
 def test_gateway_and_client_run_in_image(image):
     """The gateway's and the client's dependencies should be in the image (they start and print help)."""
     proc = run(

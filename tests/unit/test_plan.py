@@ -388,3 +388,21 @@ def test_default_preset_is_silent(library):
     """Without PRESET the plan runs the default path and adds no preset note."""
     plan = make_plan(settings(), library["wan2.2-t2v-a14b"], machine(mem=H200))
     assert plan.preset == "default" and not any(n.startswith("preset") for n in plan.notes)
+
+
+@pytest.mark.parametrize(("plugin", "preload", "says"), [(True, True, "forked from a fork server"),
+                                                         (False, False, "spawned (WORKER_START=preload needs")])  # fmt: skip
+@pytest.mark.parametrize("gpu", [True, False])
+def test_worker_preload_needs_the_plugin_and_says_so(library, plugin, preload, says, gpu):
+    """WORKER_START=preload, on a GPU or SGLang's CPU platform: the plan carries it where SGLang loads the image's
+    plugin (which does it), else spawned workers with a note naming why."""
+    env = settings(worker_start="preload") if gpu else settings(worker_start="preload", require_gpu="false")
+    box = machine(mem=H200) if gpu else Machine((), "none", None)
+    plan = make_plan(env, library["wan2.2-ti2v-5b"], box, plugin=plugin)
+    assert plan.worker_preload is preload
+    assert any(n.startswith("worker start: ") and says in n for n in plan.notes), plan.notes
+
+
+def test_workers_are_spawned_by_default(library):
+    plan = make_plan(settings(), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin=True)
+    assert not plan.worker_preload and not any(n.startswith("worker start") for n in plan.notes)

@@ -214,6 +214,16 @@ def test_compile_dit_compiles_the_dit_and_leaves_the_vae_to_the_plugin(t2v):
     assert not {"SGLANG_TORCH_COMPILE_MODE", "GLM_IMAGE_VAE_COMPILE"} & set(sglang_args.child_env(s, plan(), {}))
 
 
+def test_worker_preload_is_the_plugins_switch(t2v):
+    """A plan with worker_preload sets the switch the plugin reads in SGLang's main process; others do not."""
+    s = Settings.from_env({"MODEL_PATH": str(t2v.path), "WORKER_START": "preload"})
+    assert (
+        sglang_args.child_env(s, Plan(1, False, 1, 1, "none", 0, 0, worker_preload=True), {})["GLM_IMAGE_WORKER_START"]
+        == "preload"
+    )
+    assert "GLM_IMAGE_WORKER_START" not in sglang_args.child_env(s, plan(), {})
+
+
 def test_listen_behind_gateway(t2v):
     """Behind the gateway, SGLang should bind the loopback upstream address given."""
     s = Settings.from_env({"MODEL_PATH": str(t2v.path)})

@@ -1,0 +1,82 @@
+"""WORKER_START=preload on the real SGLang diffusion server (CPU, tiny TI2V-5B): the image's plugin, loaded in
+SGLang's main process through its LLM runtime's entry point, starts multiprocessing's fork server, and the
+diffusion worker is forked from it rather than spawned; it serves, and SIGTERM still stops every process."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import Server, decode_mp4
+
+pytestmark = pytest.mark.e2e
+SMALL = {"size": "64x64", "num_frames": 5, "num_inference_steps": 2, "seed": 0, "generator_device": "cpu"}
+
+
+def process_tree(root: int) -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) for root and everything under it, from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        table[int(stat.parent.name)] = (int(fields[1]), cmdline)
+    tree, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in table:
+            tree[pid] = table[pid]
+            frontier += [child for child, (parent, _) in table.items() if parent == pid]
+    return tree
+
+
+@pytest.fixture(scope="module")
+def server(tiny_models, tmp_path_factory) -> Iterator[Server]:
+    served = Server("host", tiny_models, "wan2.2-ti2v-5b", tmp_path_factory.mktemp("preload"),
+                    {"WORKER_START": "preload"})  # fmt: skip
+    yield served
+    served.stop()
+    served.remove()
+
+
+def test_the_plan_and_the_plugin_say_so(server):
+    log = server.logs()
+    assert "worker start: forked from a fork server" in log
+    assert "glm-image-sglang plugin: diffusion workers start from a fork server" in log
+
+
+def test_the_worker_is_a_child_of_the_fork_server(server):
+    """The process SGLang started for its worker hangs under the fork server, which hangs under SGLang's main
+    process: the worker was forked, not spawned."""
+    tree = process_tree(server.proc.pid)
+    forking = {pid for pid, (_, cmd) in tree.items() if "forkserver" in cmd}  # the fork server and its children
+    servers = [pid for pid in forking if tree[pid][0] not in forking]
+    assert len(servers) == 1, tree
+    parent_cmd = tree[tree[servers[0]][0]][1]
+    assert "serve" in parent_cmd and "diffusion" in parent_cmd, parent_cmd
+    assert [pid for pid, (parent, _) in tree.items() if parent == servers[0]], tree
+
+
+def test_a_forked_worker_generates(server):
+    resp = server.client.post(
+        "/v1/video/generations", json={"prompt": "a wave", **SMALL, "response_format": "b64_json"}
+    )
+    assert resp.status_code == 200, resp.text[-2000:]
+    assert decode_mp4(base64.b64decode(resp.json()["data"][0]["b64_json"]))[:3] == (5, 64, 64)
+
+
+def test_sigterm_stops_the_fork_server_and_its_worker(server):
+    pids = set(process_tree(server.proc.pid))
+    code, _ = server.stop()
+    assert code == 0, server.logs()[-3000:]
+    deadline = time.monotonic() + 60  # a bound for a failure to show, not a wait: alive ones end it early
+    while (left := {pid for pid in pids if Path(f"/proc/{pid}").exists()}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, {pid: process_tree(pid).get(pid) for pid in left}
