@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 ENV = "GLM_IMAGE_WORKER_START"
@@ -91,7 +91,7 @@ def start_fork_server() -> None:
     forkserver.ensure_running()
 
 
-def install(environ: dict[str, str] | os._Environ[str], argv: Sequence[str]) -> bool:
+def install(environ: Mapping[str, str], argv: Sequence[str]) -> bool:
     """In the diffusion server's main process, with GLM_IMAGE_WORKER_START=preload: start the fork server and
     patch SGLang's worker start when its module is imported. False (and nothing changed) otherwise."""
     if environ.get(ENV) != "preload" or not serves_diffusion(argv):
