@@ -111,9 +111,9 @@ RUN --mount=type=secret,id=ca \
 
 # --- kernels a first start compiles, built here with no GPU (src/glm_image_sglang/kernel_seed.py) -------
 # FlashInfer's RoPE and the SGLang JIT kernels that GPU starts recorded (docker/kernel-builds/*.jsonl): with
-# SGLang 0.5.23 on an H200, a cold GLM-Image start was ready in 89.9 s with them, 212.5 s without; ~1 min + ~1 min
-# an architecture here on 2 cores (six kernels: 65 s for 9.0a). Kept in /opt; the launcher copies them into CACHE_DIR at start. KERNEL_ARCHS=none builds nothing
-# (a start compiles them, as before).
+# SGLang 0.5.23 on an H200, a cold GLM-Image start was ready in 89.9 s with them, 212.5 s without; ~1 min +
+# ~1 min an architecture here on 2 cores (six kernels: 65 s for 9.0a). Kept in /opt; the launcher copies them
+# into CACHE_DIR at start. KERNEL_ARCHS=none builds nothing (a start compiles them, as before).
 COPY src/glm_image_sglang/kernel_seed.py src/glm_image_sglang/kernel_record.py /usr/local/lib/glm-image-sglang/
 COPY docker/kernel-builds/ /usr/local/lib/glm-image-sglang/kernel-builds/
 ARG KERNEL_ARCHS="8.0 8.9 9.0a 10.0a"
