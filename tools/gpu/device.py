@@ -324,12 +324,14 @@ def ffmpeg() -> str:
 
 
 def probe_mp4(data: bytes) -> dict[str, Any]:
-    """Decode every frame (ffmpeg from imageio-ffmpeg): frame count, fps, resolution."""
+    """Decode every frame (ffmpeg from imageio-ffmpeg): frame count, fps, resolution; and the file's digest
+    (two servers that made the same bytes from the same request made the same video)."""
     path = Path("/tmp/probe.mp4")
     path.write_bytes(data)
     r = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
                        capture_output=True, text=True)  # fmt: skip
-    info: dict[str, Any] = {"bytes": len(data), "decoded": r.returncode == 0}
+    info: dict[str, Any] = {"bytes": len(data), "decoded": r.returncode == 0,
+                            "sha256": hashlib.sha256(data).hexdigest()[:16]}  # fmt: skip
     frames = re.findall(r"frame=\s*(\d+)", r.stderr)
     info["frames"] = int(frames[-1]) if frames else None
     m = re.search(r"Video: .*?, (\d{2,5})x(\d{2,5}).*?, ([\d.]+) fps", r.stderr)
@@ -896,7 +898,9 @@ def first_requests(key: str, rehearse: bool) -> list[tuple[str, dict[str, Any], 
     return [(f"{w}x{h}x{frames} 2 steps (first)", one, True), (f"{w}x{h}x{frames} 2 steps (again)", one, True)]
 
 
-def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None:
+def run_starts(key: str, runs: list[str], budget: float, rehearse: bool, tag: str = "") -> None:
+    """Start the model once per run (cold: its cache emptied first), prove it ready, send the first requests.
+    tag: added to every file name, so several `starts` in one call (other --env) keep their outputs apart."""
     OUT.mkdir(parents=True, exist_ok=True)
     deadline = T_START + budget
     table = []
@@ -915,7 +919,7 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
         if deadline - time.monotonic() < 120:
             log(f"{run}: skipped, {deadline - time.monotonic():.0f} s left")
             continue
-        s = Scenario(key, side == "stock", deadline, cache=cache, tag=temp)
+        s = Scenario(key, side == "stock", deadline, cache=cache, tag=temp + (f"-{tag}" if tag else ""))
         s.result["versions"] = versions()
         s.start()
         try:
@@ -932,8 +936,10 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
             s.stop()
         r = s.result
         ready = r.get("health_200_s") if side == "ours" else r.get("warmup_done_s")
-        row = {"run": run, "ready_s": ready, "sglang_health_s": r.get("sglang_health_s") or r.get("health_200_s"),
+        row = {"run": run, "settings": {} if side == "stock" else dict(OURS_ENV), "ready_s": ready,
+               "sglang_health_s": r.get("sglang_health_s") or r.get("health_200_s"),
                "requests_s": [q.get("seconds") for q in r["requests"]], "ok": [q.get("ok") for q in r["requests"]],
+               "outputs": [(q.get("mp4") or q.get("png") or {}).get("sha256") for q in r["requests"]],
                "peak_rss_gb": r["memory"]["peak_rss_gb"], "peak_pss_gb": r["memory"]["peak_pss_gb"],
                "peak_anon_gb": r["memory"]["peak_anon_gb"], "peak_gpu_gib": r["memory"]["peak_gpu_gib"],
                "peak_each_gpu_gib": r["memory"]["peak_each_gpu_gib"],
@@ -944,7 +950,7 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool) -> None
             row["kernel_builds"] = len(record.read_text().splitlines())
             shutil.copy2(record, OUT / f"kernel-builds-{key}.jsonl")  # what an image-side prebuild replays
         table.append(row)
-        (OUT / f"starts-{key}.json").write_text(json.dumps(table, indent=1))
+        (OUT / f"starts-{key}{'-' + tag if tag else ''}.json").write_text(json.dumps(table, indent=1))
     log(f"start-up comparison, {key} (ready: ours = proven /health 200, stock = its warm-up done):")
     for row in table:
         log(f"  {row['run']:11} ready {row['ready_s']} s (SGLang /health {row['sglang_health_s']} s), requests "
@@ -1230,6 +1236,7 @@ def main() -> int:
     st.add_argument("key", choices=sorted(NAMES))
     st.add_argument("runs", nargs="+", choices=["ours-cold", "ours-warm", "stock-cold", "stock-warm"])
     st.add_argument("--budget", type=float, default=560, help="seconds from this command's start")
+    st.add_argument("--tag", default="", help="added to the output files' names (several `starts` in one call)")
     st.add_argument("--rehearse", action="store_true")
     st.add_argument("--seed-kernels", action="store_true", help="ours-cold starts with `prebuild`'s kernels")
     st.add_argument("--image-kernels", metavar="ARCH", help="ours-cold starts with the image's prebuilt kernels, "
@@ -1294,7 +1301,7 @@ def main() -> int:
     elif args.cmd == "starts":
         if not wait_built(args.key, args.budget - 300):
             return 1
-        run_starts(args.key, args.runs, args.budget, args.rehearse)
+        run_starts(args.key, args.runs, args.budget, args.rehearse, args.tag)
     else:
         if not wait_built(args.key, args.budget - 240):
             return 1
