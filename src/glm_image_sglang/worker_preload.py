@@ -1,12 +1,17 @@
 """What the diffusion workers' fork server imports before it forks them (WORKER_START=preload, worker_start.py):
 the heavy libraries every SGLang diffusion worker imports first, and none of SGLang's runtime modules, which a
 worker must import only after its platform is initialised and its plugins and hooks applied. A library that
-fails to import here is left to the worker, which imports it as a spawned one would (and reports what fails)."""
+fails to import here is left to the worker, which imports it as a spawned one would (and reports what fails).
+
+The fork server must not initialise CUDA (a forked child of a process that did cannot use it): the imports run
+with PYTORCH_NVML_BASED_CUDA_CHECK=1, so an import-time `torch.cuda.is_available()` asks NVML instead of the CUDA
+driver; worker_start.py checks a forked child before any worker comes from here."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 
 MODULES = (
     "torch",
@@ -16,6 +21,16 @@ MODULES = (
     "sglang.multimodal_gen.runtime.utils.process",  # SGLang's package and what its worker bootstrap imports first
 )
 
-for name in MODULES:
-    with contextlib.suppress(Exception):  # the worker imports it again and says why
-        importlib.import_module(name)
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+before = os.environ.get(NVML_CHECK)
+os.environ[NVML_CHECK] = "1"
+try:
+    for name in MODULES:
+        with contextlib.suppress(Exception):  # the worker imports it again and says why
+            importlib.import_module(name)
+finally:
+    if before is None:
+        del os.environ[NVML_CHECK]
+    else:
+        os.environ[NVML_CHECK] = before

@@ -11,7 +11,9 @@ it. What a spawned worker gets and a forked one would not, it is given: the main
 when the worker starts (the fork server's is the one it had when it started); argv, sys.path and the working
 folder come with multiprocessing's own preparation data, as with spawn. SGLang's worker bootstrap then runs as
 written: platform first, then plugins and hooks, then its runtime modules (the preload imports none of them).
-The fork server never touches CUDA, so the workers initialise it as spawned ones do.
+The fork server must never initialise CUDA (worker_preload.py), so the workers initialise it as spawned ones do;
+before the first worker, a forked child checks that torch in it can still initialise CUDA, and if not, the
+workers are spawned as SGLang does, with a WARNING.
 """
 
 from __future__ import annotations
@@ -65,6 +67,29 @@ class Multiprocessing:
         return PreloadedContext() if method == "spawn" else multiprocessing.get_context(method)
 
 
+def report_fork_clean(writer: Any) -> None:
+    """In a child of the fork server: whether CUDA can be initialised here (torch refuses in a child forked
+    from a process that initialised it)."""
+    torch = sys.modules.get("torch")
+    writer.send(torch is None or not torch.cuda._is_in_bad_fork())
+    writer.close()
+
+
+def fork_server_clean(timeout: float = 600.0) -> bool:
+    """Fork one child from the fork server (once its preload is done) and ask it `report_fork_clean`."""
+    context = multiprocessing.get_context("forkserver")
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=report_fork_clean, args=(writer,), name="glm-image-fork-check")
+    child.start()
+    writer.close()
+    try:
+        return bool(reader.poll(timeout) and reader.recv())
+    except EOFError:
+        return False
+    finally:
+        child.join(timeout=30)
+
+
 def patch_launch_server(module: Any) -> bool:
     """Worker groups started by SGLang's `_start_scheduler_processes` come from the fork server."""
     original = getattr(module, "_start_scheduler_processes", None)
@@ -72,6 +97,14 @@ def patch_launch_server(module: Any) -> bool:
         return False
 
     def _start_scheduler_processes(*args: Any, **kwargs: Any) -> Any:
+        if not fork_server_clean():
+            from .sglang_plugin import say
+
+            say(
+                "WARNING: WORKER_START=preload: the fork server's imports initialised CUDA, so its children "
+                "could not use the GPU: workers are spawned instead (WORKER_START=spawn skips the fork server)"
+            )
+            return original(*args, **kwargs)
         module.mp = Multiprocessing()
         try:
             return original(*args, **kwargs)
