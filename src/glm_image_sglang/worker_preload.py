@@ -5,7 +5,8 @@ fails to import here is left to the worker, which imports it as a spawned one wo
 
 The fork server must not initialise CUDA (a forked child of a process that did cannot use it): the imports run
 with PYTORCH_NVML_BASED_CUDA_CHECK=1, so an import-time `torch.cuda.is_available()` asks NVML instead of the CUDA
-driver; worker_start.py checks a forked child before any worker comes from here."""
+driver; tests/e2e_cpu/test_preloaded_workers.py imports this with torch pretending a GPU and fails on any call
+that would initialise CUDA; worker_start.py checks a forked child before any worker comes from here."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ import os
 MODULES = (
     "torch",
     "transformers",
+    "transformers.modeling_utils",
     "diffusers",
-    "diffusers.models",
-    "sglang.multimodal_gen.runtime.utils.process",  # SGLang's package and what its worker bootstrap imports first
+    "diffusers.models.modeling_utils",
 )
+# Not SGLang: importing its utilities resolves its platform (`sglang.srt.platforms`), which asks
+# `torch.cuda.get_device_name()` and so initialises CUDA; on an H200 (2026-12-02) every worker forked after
+# that failed with "Cannot re-initialize CUDA in forked subprocess".
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 

@@ -67,11 +67,17 @@ class Multiprocessing:
         return PreloadedContext() if method == "spawn" else multiprocessing.get_context(method)
 
 
+def cuda_usable_after_fork(torch: Any, driver: str = "/dev/nvidiactl") -> bool:
+    """In a forked child: False where torch refuses CUDA because the parent queried the CUDA driver (torch marks
+    every child forked after that) and there is a GPU to refuse (the driver's device node, or NVML's count)."""
+    if torch is None or not torch.cuda._is_in_bad_fork():
+        return True
+    return not os.path.exists(driver) and torch.cuda.device_count() == 0
+
+
 def report_fork_clean(writer: Any) -> None:
-    """In a child of the fork server: whether CUDA can be initialised here (torch refuses in a child forked
-    from a process that initialised it)."""
-    torch = sys.modules.get("torch")
-    writer.send(torch is None or not torch.cuda._is_in_bad_fork())
+    """In a child of the fork server: `cuda_usable_after_fork`, sent back."""
+    writer.send(cuda_usable_after_fork(sys.modules.get("torch")))
     writer.close()
 
 

@@ -5,13 +5,15 @@ diffusion worker is forked from it rather than spawned; it serves, and SIGTERM s
 from __future__ import annotations
 
 import base64
+import subprocess
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from harness import Server, decode_mp4
+from harness import E2E_PYTHON, Server, decode_mp4
 
 pytestmark = pytest.mark.e2e
 SMALL = {"size": "64x64", "num_frames": 5, "num_inference_steps": 2, "seed": 0, "generator_device": "cpu"}
@@ -80,3 +82,57 @@ def test_sigterm_stops_the_fork_server_and_its_worker(server):
     while (left := {pid for pid in pids if Path(f"/proc/{pid}").exists()}) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, {pid: process_tree(pid).get(pid) for pid in left}
+
+
+# torch as on a GPU host: is_available and device_count answer through NVML (no CUDA), and every function that
+# would initialise CUDA is recorded, with its caller, and answered as an H200 would so the imports go on.
+PRETEND_GPU = """
+import sys, traceback
+import torch
+calls = []
+def recorded(name, value):
+    def call(*args, **kwargs):
+        calls.append(name + " from " + traceback.format_stack(limit=3)[0].strip())
+        return value
+    return call
+torch.cuda.is_available = lambda: True
+torch.cuda.device_count = lambda: 1
+for name, value in [("_lazy_init", None), ("init", None), ("current_device", 0), ("get_device_name", "NVIDIA H200"),
+                    ("get_device_capability", (9, 0)), ("get_device_properties", None), ("mem_get_info", (1, 1))]:
+    setattr(torch.cuda, name, recorded(name, value))
+"""
+
+
+def test_the_fork_servers_imports_never_initialise_cuda():
+    """A fork server that initialised CUDA makes children that cannot use it: on an H200 SGLang's platform
+    lookup did so (2026-12-02). Imported with torch pretending a GPU, the preload must call nothing that would."""
+    script = PRETEND_GPU + textwrap.dedent("""
+        import glm_image_sglang.worker_preload as preload
+        print("missing:", [m for m in preload.MODULES if m not in sys.modules])
+        print("calls:", calls)
+    """)
+    result = subprocess.run([str(E2E_PYTHON), "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "missing: []" in result.stdout, result.stdout  # every module really imported
+    assert "calls: []" in result.stdout, result.stdout
+
+
+def test_a_fork_server_that_initialised_cuda_is_detected(tmp_path):
+    """The check before the first worker, against a real fork server: one whose preload queried the CUDA
+    driver (torch then marks its children) on a host with a GPU is reported unusable; a clean one is not."""
+    (tmp_path / "queried_cuda.py").write_text(
+        "import torch\ntorch._C._cuda_getDeviceCount()\ntorch.cuda.device_count = lambda: 1\n"
+    )
+    (tmp_path / "left_cuda_alone.py").write_text("import torch\ntorch.cuda.device_count = lambda: 1\n")
+    script = textwrap.dedent("""
+        import multiprocessing, sys
+        from glm_image_sglang import worker_start
+        multiprocessing.get_context("forkserver").set_forkserver_preload([sys.argv[1]])
+        print("clean:", worker_start.fork_server_clean(timeout=300))
+    """)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)}
+    for module, clean in (("queried_cuda", False), ("left_cuda_alone", True)):
+        result = subprocess.run([str(E2E_PYTHON), "-c", script, module], capture_output=True, text=True,
+                                timeout=600, env=env)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"clean: {clean}" in result.stdout, (module, result.stdout, result.stderr[-2000:])

@@ -80,3 +80,37 @@ def test_a_worker_sees_the_environment_of_its_start_not_the_fork_servers(monkeyp
     assert reader.recv() == "set after the fork server started"
     process.join(120)
     assert process.exitcode == 0
+
+
+def fake_torch(bad_fork: bool, devices: int) -> types.SimpleNamespace:
+    cuda = types.SimpleNamespace(_is_in_bad_fork=lambda: bad_fork, device_count=lambda: devices)
+    return types.SimpleNamespace(cuda=cuda)
+
+
+@pytest.mark.parametrize(
+    ("torch", "driver_node", "usable"),
+    [
+        (None, True, True),  # the fork server never imported torch
+        (fake_torch(bad_fork=False, devices=1), True, True),  # it imported torch and left CUDA alone
+        (fake_torch(bad_fork=True, devices=1), False, False),  # it queried CUDA, and NVML counts a GPU
+        (fake_torch(bad_fork=True, devices=0), True, False),  # it queried CUDA, and the driver is there
+        (fake_torch(bad_fork=True, devices=0), False, True),  # a CPU host: there is no GPU to refuse
+    ],
+)
+def test_a_forked_child_knows_whether_it_can_use_the_gpu(tmp_path, torch, driver_node, usable):
+    driver = tmp_path / "nvidiactl"
+    if driver_node:
+        driver.touch()
+    assert worker_start.cuda_usable_after_fork(torch, str(driver)) is usable
+
+
+def test_a_fork_server_that_touched_cuda_is_passed_over_for_spawn(monkeypatch, capsys):
+    """If the fork server's imports initialised CUDA, its children could not use the GPU: SGLang's own spawn
+    start is used instead, and the log says why."""
+    monkeypatch.setattr(worker_start, "fork_server_clean", lambda: False)
+    module = fake_launch_server()
+    assert worker_start.patch_launch_server(module)
+    context = module._start_scheduler_processes()
+    assert context.get_start_method() == "spawn"
+    assert not isinstance(context, worker_start.PreloadedContext)
+    assert "workers are spawned instead" in capsys.readouterr().err
