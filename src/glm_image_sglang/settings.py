@@ -143,8 +143,9 @@ FIELDS: tuple[Field, ...] = (
         "spawn",
         "spawn or preload. preload (SGLang >= 0.5.23 with the image's plugin): SGLang's diffusion workers are "
         "forked from a server that imports torch, transformers and diffusers while SGLang's main process is "
-        "still importing, instead of spawned to import them all again afterwards (~25 s of each start on an "
-        "H200). Not yet measured on a GPU; outputs unchanged.",
+        "still importing, instead of spawned to import them again afterwards (the worker's imports are 21-30 s "
+        "of each start on an H200; SGLang's own share of them stays). If that server touched CUDA, workers are "
+        "spawned, with a WARNING. Not yet measured on a GPU; outputs unchanged.",
     ),
     Field(
         "SERVED_MODEL_NAME",
