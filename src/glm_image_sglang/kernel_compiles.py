@@ -103,11 +103,13 @@ def patch_flashinfer(module: Any, threshold: float) -> bool:
 
 class AfterImport(importlib.abc.MetaPathFinder):
     """Runs `patch(module)` right after `name` is first imported (the module's own code has run, nothing has
-    used it yet), then steps out of the import system."""
+    used it yet), then steps out of the import system. `what`: the patch's purpose, for the line saying it was
+    left out if it fails."""
 
-    def __init__(self, name: str, patch: Callable[[Any], Any]) -> None:
+    def __init__(self, name: str, patch: Callable[[Any], Any], what: str = "kernel-compile lines") -> None:
         self.name = name
         self.patch = patch
+        self.what = what
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> Any:
         if fullname != self.name:
@@ -119,14 +121,14 @@ class AfterImport(importlib.abc.MetaPathFinder):
         if loader is None or not hasattr(loader, "exec_module"):
             return spec
         exec_module = loader.exec_module
-        patch = self.patch
+        patch, what = self.patch, self.what
 
         def exec_then_patch(module: Any) -> None:
             exec_module(module)
             try:
                 patch(module)
             except Exception as e:  # never break the import over a log line
-                say(f"kernel-compile lines for {fullname} left out: {e!r}")
+                say(f"{what} for {fullname} left out: {e!r}")
 
         loader.exec_module = exec_then_patch
         return spec

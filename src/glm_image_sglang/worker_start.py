@@ -146,7 +146,7 @@ def install(environ: Mapping[str, str], argv: Sequence[str]) -> bool:
     if LAUNCH in sys.modules:
         patch(sys.modules[LAUNCH])
     else:
-        sys.meta_path.insert(0, AfterImport(LAUNCH, patch))
+        sys.meta_path.insert(0, AfterImport(LAUNCH, patch, "WORKER_START=preload"))
     start_fork_server()
     say("diffusion workers start from a fork server that imports torch, transformers and diffusers meanwhile")
     return True
