@@ -256,11 +256,16 @@ def decode_mp4(data: bytes) -> tuple[int, int, int, float]:
         return frames, stream.codec_context.width, stream.codec_context.height, float(stream.average_rate or 0)
 
 
-def sync_video(client: httpx.Client, prompt: str, fields: dict[str, Any]) -> tuple[int, int, int, float]:
-    """One video by the sync route (`/v1/video/generations`, inline b64), its MP4 decoded (decode_mp4)."""
+def sync_mp4(client: httpx.Client, prompt: str, fields: dict[str, Any]) -> bytes:
+    """One video by the sync route (`/v1/video/generations`, inline b64): the MP4 file."""
     resp = client.post("/v1/video/generations", json={"prompt": prompt, **fields, "response_format": "b64_json"})
     assert resp.status_code == 200, resp.text[-2000:]
-    return decode_mp4(base64.b64decode(resp.json()["data"][0]["b64_json"]))
+    return base64.b64decode(resp.json()["data"][0]["b64_json"])
+
+
+def sync_video(client: httpx.Client, prompt: str, fields: dict[str, Any]) -> tuple[int, int, int, float]:
+    """One video by the sync route, its MP4 decoded (decode_mp4)."""
+    return decode_mp4(sync_mp4(client, prompt, fields))
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict[str, Any]:

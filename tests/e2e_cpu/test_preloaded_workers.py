@@ -1,6 +1,7 @@
-"""WORKER_START=preload on the real SGLang diffusion server (CPU, tiny TI2V-5B): the image's plugin, loaded in
-SGLang's main process through its LLM runtime's entry point, starts multiprocessing's fork server, and the
-diffusion worker is forked from it rather than spawned; it serves, and SIGTERM still stops every process."""
+"""WORKER_START=preload, the default, on the real SGLang diffusion server (CPU, tiny TI2V-5B): the image's plugin,
+loaded in SGLang's main process through its LLM runtime's entry point, starts multiprocessing's fork server, and
+the diffusion worker is forked from it rather than spawned; it serves the same video as a spawned worker
+(WORKER_START=spawn, SGLang's own way), and SIGTERM still stops every process."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import E2E_PYTHON, Server, sync_video
+from harness import E2E_PYTHON, Server, sync_mp4, sync_video
 
 pytestmark = pytest.mark.e2e
 SMALL = {"size": "64x64", "num_frames": 5, "num_inference_steps": 2, "seed": 0, "generator_device": "cpu"}
@@ -40,14 +41,28 @@ def process_tree(root: int) -> dict[int, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory) -> Iterator[Server]:
-    served = Server("host", tiny_models, "wan2.2-ti2v-5b", tmp_path_factory.mktemp("preload"),
-                    {"WORKER_START": "preload"})  # fmt: skip
+    """Default settings: WORKER_START is not set."""
+    served = Server("host", tiny_models, "wan2.2-ti2v-5b", tmp_path_factory.mktemp("preload"))
     yield served
     served.stop()
     served.remove()
 
 
-def test_the_plan_and_the_plugin_say_so(server):
+@pytest.fixture(scope="module")
+def spawned(tiny_models, tmp_path_factory) -> Iterator[Server]:
+    served = Server("host", tiny_models, "wan2.2-ti2v-5b", tmp_path_factory.mktemp("spawn"),
+                    {"WORKER_START": "spawn"})  # fmt: skip
+    yield served
+    served.stop()
+    served.remove()
+
+
+def forking(tree: dict[int, tuple[int, str]]) -> set[int]:
+    """The fork server and its children in a process tree (multiprocessing names it in their command line)."""
+    return {pid for pid, (_, cmd) in tree.items() if "forkserver" in cmd}
+
+
+def test_by_default_the_plan_and_the_plugin_say_so(server):
     log = server.logs()
     assert "worker start: forked from a fork server" in log
     assert "glm-image-sglang plugin: diffusion workers start from a fork server" in log
@@ -57,8 +72,8 @@ def test_the_worker_is_a_child_of_the_fork_server(server):
     """The process SGLang started for its worker hangs under the fork server, which hangs under SGLang's main
     process: the worker was forked, not spawned."""
     tree = process_tree(server.proc.pid)
-    forking = {pid for pid, (_, cmd) in tree.items() if "forkserver" in cmd}  # the fork server and its children
-    servers = [pid for pid in forking if tree[pid][0] not in forking]
+    forked = forking(tree)
+    servers = [pid for pid in forked if tree[pid][0] not in forked]
     assert len(servers) == 1, tree
     parent_cmd = tree[tree[servers[0]][0]][1]
     assert "serve" in parent_cmd and "diffusion" in parent_cmd, parent_cmd
@@ -67,6 +82,16 @@ def test_the_worker_is_a_child_of_the_fork_server(server):
 
 def test_a_forked_worker_generates(server):
     assert sync_video(server.client, "a wave", SMALL)[:3] == (5, 64, 64)
+
+
+def test_workers_spawned_on_request_have_no_fork_server(spawned):
+    assert "worker start: forked" not in spawned.logs()
+    assert not forking(process_tree(spawned.proc.pid))
+
+
+def test_forked_and_spawned_workers_make_the_same_video(server, spawned):
+    """Same seed, same request: the fork server changes how the worker starts, not what it computes."""
+    assert sync_mp4(server.client, "a kite", SMALL) == sync_mp4(spawned.client, "a kite", SMALL)
 
 
 def test_sigterm_stops_the_fork_server_and_its_worker(server):

@@ -297,7 +297,8 @@ def test_glm_ar_auto_stays_in_process_and_says_why(library, gpus, plugin, srt_en
 def test_glm_ar_auto_is_silent_for_wan(library):
     """GLM_AR=auto on a Wan model: in-process (nothing to run), no AR note and no error."""
     plan = make_plan(settings(), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin=True)
-    assert plan.glm_ar == "in-process" and not any("AR" in n for n in plan.notes)
+    assert plan.glm_ar == "in-process"
+    assert not any(n.startswith(("GLM-Image AR", "GLM_AR")) for n in plan.notes), plan.notes
 
 
 @pytest.mark.parametrize("key", ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b"])
@@ -403,6 +404,12 @@ def test_worker_preload_needs_the_plugin_and_says_so(library, plugin, preload, s
     assert any(n.startswith("worker start: ") and says in n for n in plan.notes), plan.notes
 
 
-def test_workers_are_spawned_by_default(library):
+def test_workers_are_forked_by_default(library):
     plan = make_plan(settings(), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin=True)
+    assert plan.worker_preload
+
+
+def test_spawned_workers_on_request_are_silent(library):
+    """WORKER_START=spawn is SGLang's own way: no fork server, no note."""
+    plan = make_plan(settings(worker_start="spawn"), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin=True)
     assert not plan.worker_preload and not any(n.startswith("worker start") for n in plan.notes)
