@@ -210,14 +210,14 @@ def wait_built(key: str, limit: float) -> bool:
     return (STAGE / f"{key}.built").exists()
 
 
-def gpu_used_mib() -> int:
-    """GPU memory in use on every GPU together, by nvidia-smi (0 without one: the CPU rehearsal)."""
+def gpu_used_each_mib() -> list[int] | None:
+    """GPU memory in use on each GPU, by nvidia-smi (None without it: the CPU rehearsal)."""
     try:
         q = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                            capture_output=True, text=True)  # fmt: skip
     except FileNotFoundError:
-        return 0
-    return sum(int(x) for x in q.stdout.split() if x.isdigit())
+        return None
+    return [int(x) for x in q.stdout.split() if x.isdigit()]
 
 
 # ---------------------------------------------------------------- sampling
@@ -283,13 +283,9 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_flag:
             memory, by_process = self.tree_memory()
-            try:
-                q = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                   capture_output=True, text=True)  # fmt: skip
-                each = [int(x) for x in q.stdout.split() if x.isdigit()]
-                gpu = sum(each) - self.gpu_offset_mib
-            except FileNotFoundError:  # the CPU rehearsal
-                each, gpu = [], 0
+            each = gpu_used_each_mib()
+            gpu = 0 if each is None else sum(each) - self.gpu_offset_mib
+            each = each or []
             if len(each) > 1:
                 if len(self.peak_each_gpu_mib) != len(each):  # the first sample
                     self.peak_each_gpu_mib = [0] * len(each)
@@ -458,7 +454,7 @@ class Scenario:
             if PLUGIN_HOOK:
                 env["PYTHONPATH"] = f"{REPO / 'tools/gpu/plugin_hook'}:{env['PYTHONPATH']}"
                 self.result["plugin_hook"] = True
-        held = gpu_used_mib()
+        held = sum(gpu_used_each_mib() or [])
         if held > 2048:  # a row measured next to another process's memory is not like the others
             log(f"{self.label}: WARNING: the GPU holds {held / 1024:.1f} GiB before this start (a server left over?)")
             self.result["gpu_held_before_start_gib"] = round(held / 1024, 1)
