@@ -918,8 +918,9 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool, tag: st
     OUT.mkdir(parents=True, exist_ok=True)
     deadline = T_START + budget
     table = []
-    for run in runs:
+    for i, run in enumerate(runs):
         side, temp = run.split("-")
+        again = runs[:i].count(run)  # a repeated run keeps its own files (the twelfth run's second warm log was lost)
         cache = Path(f"/tmp/starts-cache/{key}-{side}")
         if temp == "cold":
             if (cache / "kernel-builds.jsonl").exists():  # an earlier start's record, for --image-kernels to replay
@@ -933,7 +934,8 @@ def run_starts(key: str, runs: list[str], budget: float, rehearse: bool, tag: st
         if deadline - time.monotonic() < 120:
             log(f"{run}: skipped, {deadline - time.monotonic():.0f} s left")
             continue
-        s = Scenario(key, side == "stock", deadline, cache=cache, tag=temp + (f"-{tag}" if tag else ""))
+        name = temp + (f"-{again + 1}" if again else "") + (f"-{tag}" if tag else "")
+        s = Scenario(key, side == "stock", deadline, cache=cache, tag=name)
         s.result["versions"] = versions()
         s.start()
         try:
