@@ -222,7 +222,7 @@ def make_plan(
         preset = _preset(settings, model, notes)
         if settings.compile != "off":
             notes.append("compile: off (COMPILE=dit compiles for the GPU; there is none)")
-        preload = _worker_start(settings, plugin, notes)
+        preload = _worker_start(settings, plugin, notes, ar.mode == "srt")
         return Plan(
             0, False, 1, 1, offload, 0, host + ar.host, tuple(notes), None, ar.mode, ar.edits_in_process, preset,
             ar.together, ar.max_tokens, worker_preload=preload,
@@ -275,7 +275,7 @@ def make_plan(
     ar = _ar_stage(settings, model, per_gpu, gpu, plugin, srt_encoder, notes)
     preset = _preset(settings, model, notes)
     compile_dit = _compile(settings, plugin, notes)
-    preload = _worker_start(settings, plugin, notes)
+    preload = _worker_start(settings, plugin, notes, ar.mode == "srt")
     return Plan(
         n, cfg, ulysses, ring, offload, gpu + ar.gpu, host + ar.host, tuple(notes), ar.fraction, ar.mode,
         ar.edits_in_process, preset, ar.together, ar.max_tokens, compile_dit, preload,
@@ -320,9 +320,10 @@ def _compile(settings: Settings, plugin: bool, notes: list[str]) -> bool:
     return True
 
 
-def _worker_start(settings: Settings, plugin: bool, notes: list[str]) -> bool:
+def _worker_start(settings: Settings, plugin: bool, notes: list[str], ar_srt: bool = False) -> bool:
     """WORKER_START=preload: the image's plugin, loaded in SGLang's main process, forks the diffusion workers
-    from a fork server that imported their heavy libraries meanwhile (worker_start.py)."""
+    (and with ar_srt the AR server's processes) from a fork server that imported their heavy libraries meanwhile
+    (worker_start.py)."""
     if settings.worker_start == "spawn":
         return False
     if not plugin:
@@ -331,7 +332,8 @@ def _worker_start(settings: Settings, plugin: bool, notes: list[str]) -> bool:
         return False
     notes.append(
         "worker start: forked from a fork server that imports torch, transformers and diffusers while SGLang's "
-        "main process imports (WORKER_START=preload)"
+        "main process imports (WORKER_START=preload"
+        + ("; the AR server's scheduler and detokenizer too)" if ar_srt else ")")
     )
     return True
 

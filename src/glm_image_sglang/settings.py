@@ -142,11 +142,12 @@ FIELDS: tuple[Field, ...] = (
         "worker_start",
         "preload",
         "preload or spawn. preload (needs SGLang >= 0.5.23 with the image's plugin, else workers are spawned "
-        "with a note): SGLang's diffusion workers are forked from a server that imports torch, transformers and "
-        "diffusers while SGLang's main process is still importing, instead of spawned to import them again "
-        "afterwards. TI2V-5B on an H200: the worker's start 11-13 s against 19-21 s spawned, warm ready 51-57 s "
-        "against 60-63 s; outputs unchanged (the same video file). If that server touched CUDA, workers are "
-        "spawned, with a WARNING. spawn: SGLang's own way.",
+        "with a note): SGLang's diffusion workers (and GLM-Image's AR server's scheduler and detokenizer) are "
+        "forked from a server that imports torch, transformers and diffusers while SGLang's main process is still "
+        "importing, instead of spawned to import them again afterwards. TI2V-5B on an H200: the worker's start "
+        "11-13 s against 19-21 s spawned, warm ready 51-57 s against 60-63 s; T2V-A14B warm 68-71 s; outputs "
+        "unchanged (the same video file). If that server touched CUDA, workers are spawned, with a WARNING. "
+        "spawn: SGLang's own way.",
     ),
     Field(
         "SERVED_MODEL_NAME",

@@ -168,7 +168,8 @@ def register_srt() -> None:
     """SGLang's LLM runtime (>= 0.5.23), which `sglang serve` also loads in the diffusion server's main process:
     kernel-compile lines and the kernel record (GLM-Image's AR server compiles SGLang JIT kernels of its own in
     its first CUDA-graph batch, 22.8 s of a cold start on an H200; recorded, the image builds them too), and in
-    the diffusion server's main process WORKER_START=preload (worker_start.py). No diffusion patch applies here."""
+    the main process of the diffusion server and of GLM-Image's AR server WORKER_START=preload (worker_start.py).
+    No diffusion patch applies here."""
     import os
 
     if not enabled(os.environ):
@@ -176,7 +177,7 @@ def register_srt() -> None:
     announce_kernel_compiles()
     from .worker_start import install
 
-    try:  # in the diffusion server's main process, with WORKER_START=preload
+    try:  # in a server's main process, with WORKER_START=preload
         install(os.environ, sys.argv)
     except Exception as e:  # spawned workers, as without it
         say(f"WORKER_START=preload left out: {e!r}")

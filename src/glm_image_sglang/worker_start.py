@@ -1,5 +1,6 @@
-"""Starts SGLang's diffusion workers from a fork server that imported their heavy modules while the server's
-main process was still importing its own (WORKER_START=preload).
+"""Starts SGLang's diffusion workers, and GLM-Image's AR server's scheduler and detokenizer, from a fork server
+that imported their heavy modules while the server's main process was still importing its own
+(WORKER_START=preload).
 
 SGLang (0.5.23) spawns each diffusion worker as a fresh interpreter, which imports torch, transformers,
 diffusers and SGLang again after the main process has done so: ~25 s of every start on an H200, one after the
@@ -14,6 +15,12 @@ written: platform first, then plugins and hooks, then its runtime modules (the p
 The fork server must never initialise CUDA (worker_preload.py), so the workers initialise it as spawned ones do;
 before the first worker, a forked child checks that torch in it can still initialise CUDA, and if not, the
 workers are spawned as SGLang does, with a WARNING.
+
+GLM-Image's AR server (`sglang serve` of SGLang's LLM runtime, started beside the diffusion server) is the
+critical path of a GLM-Image start (docs/benchmarks.md, twelfth run): its scheduler process is spawned the same
+way (the runtime sets multiprocessing's start method to spawn and starts its processes with the module's
+`mp.Process`), so there the module-level Process is the fork server's too, while `Engine._launch_subprocesses`
+runs. Only in a server's main process: SGLang's own children load the plugin again with the main's argv.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from typing import Any
 
 ENV = "GLM_IMAGE_WORKER_START"
 LAUNCH = "sglang.multimodal_gen.runtime.launch_server"
+ENGINE = "sglang.srt.entrypoints.engine"  # the LLM runtime's process start (GLM-Image's AR server)
 PRELOAD = "glm_image_sglang.worker_preload"
+NUMA_BIND = "SGLANG_NUMA_BIND_V2"  # the runtime then puts numactl in front of a spawned interpreter: spawn
 
 
 def serves_diffusion(argv: Sequence[str]) -> bool:
@@ -37,11 +46,20 @@ def serves_diffusion(argv: Sequence[str]) -> bool:
     )
 
 
-def run_in(environ: dict[str, str], target: Callable[..., Any], *args: Any) -> Any:
+def run_in(environ: dict[str, str], target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """A worker's entry: the launching process's environment, then SGLang's own target."""
     os.environ.clear()
     os.environ.update(environ)
-    return target(*args)
+    return target(*args, **kwargs)
+
+
+class PreloadedProcess(multiprocessing.context.ForkServerProcess):
+    """A fork-server process whose `run_in` gets the launching process's environment as it is at `start()`
+    (SGLang's LLM runtime sets variables for a child between creating and starting it)."""
+
+    def start(self) -> None:
+        self._args = (dict(os.environ), *self._args[1:])  # type: ignore[has-type]
+        super().start()
 
 
 class PreloadedContext:
@@ -53,14 +71,26 @@ class PreloadedContext:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.context, name)
 
-    def Process(self, target: Callable[..., Any], args: Sequence[Any] = (), **kwargs: Any) -> Any:
-        return self.context.Process(target=run_in, args=(dict(os.environ), target, *args), **kwargs)
+    def Process(
+        self,
+        target: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **rest: Any,
+    ) -> Any:
+        return PreloadedProcess(target=run_in, args=({}, target, *args), kwargs=dict(kwargs or {}), **rest)
 
 
 class Multiprocessing:
-    """`multiprocessing` as SGLang's launch_server module sees it: the spawn context is the fork server's."""
+    """`multiprocessing` as an SGLang launch module sees it while it starts workers: the spawn context is the fork
+    server's, and with `processes` (the LLM runtime, whose start method is spawn) the module-level Process too."""
+
+    def __init__(self, processes: bool = False) -> None:
+        self.processes = processes
 
     def __getattr__(self, name: str) -> Any:
+        if name == "Process" and self.processes:
+            return PreloadedContext().Process
         return getattr(multiprocessing, name)
 
     def get_context(self, method: str | None = None) -> Any:
@@ -96,13 +126,11 @@ def fork_server_clean(timeout: float = 600.0) -> bool:
         child.join(timeout=30)
 
 
-def patch_launch_server(module: Any) -> bool:
-    """Worker groups started by SGLang's `_start_scheduler_processes` come from the fork server."""
-    original = getattr(module, "_start_scheduler_processes", None)
-    if original is None or hasattr(original, "__wrapped__") or getattr(module, "mp", None) is not multiprocessing:
-        return False
+def forked_while(module: Any, original: Callable[..., Any], processes: bool) -> Callable[..., Any]:
+    """`original`, run with the module's `mp` swapped for `Multiprocessing(processes)` once the fork server's
+    child says it can use the GPU; as it is (spawned, with a WARNING) otherwise."""
 
-    def _start_scheduler_processes(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
         if not fork_server_clean():
             from .sglang_plugin import say
 
@@ -111,14 +139,38 @@ def patch_launch_server(module: Any) -> bool:
                 "could not use the GPU: workers are spawned instead (WORKER_START=spawn skips the fork server)"
             )
             return original(*args, **kwargs)
-        module.mp = Multiprocessing()
+        module.mp = Multiprocessing(processes)
         try:
             return original(*args, **kwargs)
         finally:
             module.mp = multiprocessing
 
-    _start_scheduler_processes.__wrapped__ = original  # type: ignore[attr-defined]
-    module._start_scheduler_processes = _start_scheduler_processes
+    run.__wrapped__ = original  # type: ignore[attr-defined]
+    return run
+
+
+def patch_launch_server(module: Any) -> bool:
+    """Worker groups started by SGLang's `_start_scheduler_processes` come from the fork server."""
+    original = getattr(module, "_start_scheduler_processes", None)
+    if original is None or hasattr(original, "__wrapped__") or getattr(module, "mp", None) is not multiprocessing:
+        return False
+    module._start_scheduler_processes = forked_while(module, original, processes=False)
+    return True
+
+
+def patch_engine(module: Any) -> bool:
+    """The LLM runtime's scheduler and detokenizer, started by `Engine._launch_subprocesses` with the module's
+    `mp.Process`, come from the fork server."""
+    engine = getattr(module, "Engine", None)
+    if not isinstance(engine, type):
+        return False
+    launch = vars(engine).get("_launch_subprocesses")
+    if not isinstance(launch, classmethod) or getattr(module, "mp", None) is not multiprocessing:
+        return False
+    if hasattr(launch.__func__, "__wrapped__"):
+        return False
+    patched: Any = engine
+    patched._launch_subprocesses = classmethod(forked_while(module, launch.__func__, processes=True))
     return True
 
 
@@ -130,23 +182,34 @@ def start_fork_server() -> None:
     forkserver.ensure_running()
 
 
-def install(environ: Mapping[str, str], argv: Sequence[str]) -> bool:
-    """In the diffusion server's main process, with GLM_IMAGE_WORKER_START=preload: start the fork server and
-    patch SGLang's worker start when its module is imported. False (and nothing changed) otherwise."""
-    if environ.get(ENV) != "preload" or not serves_diffusion(argv):
+def install(environ: Mapping[str, str], argv: Sequence[str], main: bool | None = None) -> bool:
+    """In an `sglang serve` main process (the diffusion server, or GLM-Image's AR server), with
+    GLM_IMAGE_WORKER_START=preload: start the fork server and patch SGLang's process start when its module is
+    imported. False (and nothing changed) otherwise. main: whether this is a main process (default: not a
+    multiprocessing child, which loads the plugin again with its parent's argv)."""
+    if main is None:
+        main = multiprocessing.parent_process() is None
+    if environ.get(ENV) != "preload" or not main:
         return False
     from .kernel_compiles import AfterImport
     from .sglang_plugin import say
 
-    def patch(module: Any) -> None:
-        if not patch_launch_server(module):
-            say("WARNING: WORKER_START=preload asked, but this SGLang's worker start is not the one patched: workers "
-                "are spawned (the fork server idles)")  # fmt: skip
+    diffusion = serves_diffusion(argv)
+    if not diffusion and environ.get(NUMA_BIND, "").lower() in ("1", "true", "yes"):
+        say(f"the AR server's processes are spawned: {NUMA_BIND} binds them with numactl, which a fork cannot")
+        return False
+    name, patcher = (LAUNCH, patch_launch_server) if diffusion else (ENGINE, patch_engine)
 
-    if LAUNCH in sys.modules:
-        patch(sys.modules[LAUNCH])
+    def patch(module: Any) -> None:
+        if not patcher(module):
+            say("WARNING: WORKER_START=preload asked, but this SGLang's process start is not the one patched: "
+                "its processes are spawned (the fork server idles)")  # fmt: skip
+
+    if name in sys.modules:
+        patch(sys.modules[name])
     else:
-        sys.meta_path.insert(0, AfterImport(LAUNCH, patch, "WORKER_START=preload"))
+        sys.meta_path.insert(0, AfterImport(name, patch, "WORKER_START=preload"))
     start_fork_server()
-    say("diffusion workers start from a fork server that imports torch, transformers and diffusers meanwhile")
+    which = "diffusion workers start" if diffusion else "the AR server's scheduler and detokenizer start"
+    say(f"{which} from a fork server that imports torch, transformers and diffusers meanwhile")
     return True

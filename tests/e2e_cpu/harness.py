@@ -276,3 +276,28 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 300) -> dict[st
             return job
         assert time.monotonic() < deadline, job
         time.sleep(0.5)
+
+
+def process_tree(root: int) -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) for root and everything under it, from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        table[int(stat.parent.name)] = (int(fields[1]), cmdline)
+    tree, frontier = {}, [root]
+    while frontier:
+        pid = frontier.pop()
+        if pid in table:
+            tree[pid] = table[pid]
+            frontier += [child for child, (parent, _) in table.items() if parent == pid]
+    return tree
+
+
+def forking(tree: dict[int, tuple[int, str]]) -> set[int]:
+    """The fork server and its children in a process tree (multiprocessing names it in their command line)."""
+    return {pid for pid, (_, cmd) in tree.items() if "forkserver" in cmd}

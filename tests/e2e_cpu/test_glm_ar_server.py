@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from harness import E2E_PYTHON, READY_TIMEOUT, Server, free_port
+from harness import E2E_PYTHON, READY_TIMEOUT, Server, forking, free_port, process_tree
 
 pytestmark = pytest.mark.e2e
 
@@ -159,6 +159,19 @@ def test_srt_layout_serves_text_to_image_through_sglangs_llm_runtime(srt_server)
     assert "AR server (started first; SGLang once it is ready): " in logs and "--device cpu" in logs
     assert "/health answered 200 after" in logs and "starting SGLang" in logs
     assert_text_to_image_through_the_llm_runtime(srt_server)
+
+
+def test_the_ar_servers_scheduler_is_forked_by_default(srt_server):
+    """WORKER_START=preload (the default) reaches the AR server too: its scheduler and detokenizer hang under a
+    fork server, which hangs under the AR server's main process; they were forked, not spawned."""
+    assert "the AR server's scheduler and detokenizer start from a fork server" in srt_server.logs()
+    tree = process_tree(srt_server.proc.pid)
+    forked = forking(tree)
+    fork_servers = {tree[pid][0]: pid for pid in forked if tree[pid][0] not in forked}  # main process -> server
+    ar_main = [main for main in fork_servers if "--enable-multimodal" in tree[main][1]]
+    assert len(ar_main) == 1, tree
+    children = [pid for pid, (parent, _) in tree.items() if parent == fork_servers[ar_main[0]]]
+    assert len(children) >= 2, tree  # the scheduler and the detokenizer
 
 
 def test_srt_layout_stops_both_on_sigterm(srt_server):

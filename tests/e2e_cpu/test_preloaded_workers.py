@@ -13,30 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import E2E_PYTHON, Server, sync_mp4, sync_video
+from harness import E2E_PYTHON, Server, forking, process_tree, sync_mp4, sync_video
 
 pytestmark = pytest.mark.e2e
 SMALL = {"size": "64x64", "num_frames": 5, "num_inference_steps": 2, "seed": 0, "generator_device": "cpu"}
-
-
-def process_tree(root: int) -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) for root and everything under it, from /proc."""
-    table = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # gone meanwhile
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        table[int(stat.parent.name)] = (int(fields[1]), cmdline)
-    tree, frontier = {}, [root]
-    while frontier:
-        pid = frontier.pop()
-        if pid in table:
-            tree[pid] = table[pid]
-            frontier += [child for child, (parent, _) in table.items() if parent == pid]
-    return tree
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +35,6 @@ def spawned(tiny_models, tmp_path_factory) -> Iterator[Server]:
     yield served
     served.stop()
     served.remove()
-
-
-def forking(tree: dict[int, tuple[int, str]]) -> set[int]:
-    """The fork server and its children in a process tree (multiprocessing names it in their command line)."""
-    return {pid for pid, (_, cmd) in tree.items() if "forkserver" in cmd}
 
 
 def test_by_default_the_plan_and_the_plugin_say_so(server):

@@ -409,6 +409,13 @@ def test_workers_are_forked_by_default(library):
     assert plan.worker_preload
 
 
+@pytest.mark.parametrize(("glm_ar", "ar_too"), [("srt", True), ("in-process", False)])
+def test_the_worker_start_note_names_the_ar_server_when_there_is_one(library, glm_ar, ar_too):
+    plan = make_plan(settings(glm_ar=glm_ar), library["glm-image"], machine(mem=H200), plugin=True)
+    note = next(n for n in plan.notes if n.startswith("worker start: forked"))
+    assert ("the AR server's scheduler and detokenizer too" in note) is ar_too, note
+
+
 def test_spawned_workers_on_request_are_silent(library):
     """WORKER_START=spawn is SGLang's own way: no fork server, no note."""
     plan = make_plan(settings(worker_start="spawn"), library["wan2.2-ti2v-5b"], machine(mem=H200), plugin=True)

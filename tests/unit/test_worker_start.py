@@ -1,10 +1,11 @@
-"""WORKER_START=preload (worker_start.py): SGLang's diffusion workers come from a fork server, with the
-launching process's environment as it is when each worker starts."""
+"""WORKER_START=preload (worker_start.py): SGLang's diffusion workers, and GLM-Image's AR server's processes, come
+from a fork server, with the launching process's environment as it is when each starts."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import types
 
 import pytest
@@ -25,14 +26,47 @@ def test_only_the_diffusion_server_is_recognised(argv, expected):
     assert worker_start.serves_diffusion(argv) is expected
 
 
+PRELOAD = {"GLM_IMAGE_WORKER_START": "preload"}
+DIFFUSION = ["sglang", "serve", "--model-type", "diffusion"]
+AR_SERVER = ["sglang", "serve", "--model-path", "/m/vision_language_encoder"]
+
+
 def test_nothing_happens_unless_asked(monkeypatch):
-    """Without GLM_IMAGE_WORKER_START=preload, or in the AR server, no fork server is started."""
+    """Without GLM_IMAGE_WORKER_START=preload no fork server is started."""
     started = []
     monkeypatch.setattr(worker_start, "start_fork_server", lambda: started.append(1))
-    diffusion = ["sglang", "serve", "--model-type", "diffusion"]
-    assert worker_start.install({}, diffusion) is False
-    assert worker_start.install({"GLM_IMAGE_WORKER_START": "preload"}, ["sglang", "serve"]) is False
+    assert worker_start.install({}, DIFFUSION, main=True) is False
+    assert worker_start.install({}, AR_SERVER, main=True) is False
     assert started == []
+
+
+def test_a_servers_own_children_start_no_fork_server(monkeypatch):
+    """SGLang's children load the plugin again with their parent's argv: only a main process starts one."""
+    started = []
+    monkeypatch.setattr(worker_start, "start_fork_server", lambda: started.append(1))
+    assert worker_start.install(PRELOAD, DIFFUSION, main=False) is False
+    assert worker_start.install(PRELOAD, AR_SERVER, main=False) is False
+    assert started == []
+
+
+def test_the_ar_server_starts_its_processes_from_a_fork_server(monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr(worker_start, "start_fork_server", lambda: started.append(1))
+    module = fake_engine()
+    monkeypatch.setitem(sys.modules, worker_start.ENGINE, module)
+    assert worker_start.install(PRELOAD, AR_SERVER, main=True) is True
+    assert started == [1]
+    assert hasattr(module.Engine._launch_subprocesses, "__wrapped__")
+    assert "the AR server's scheduler and detokenizer start from a fork server" in capsys.readouterr().err
+
+
+def test_numa_binding_keeps_the_ar_servers_processes_spawned(monkeypatch, capsys):
+    """SGLANG_NUMA_BIND_V2 puts numactl in front of each spawned interpreter, which a fork would drop."""
+    started = []
+    monkeypatch.setattr(worker_start, "start_fork_server", lambda: started.append(1))
+    assert worker_start.install({**PRELOAD, "SGLANG_NUMA_BIND_V2": "1"}, AR_SERVER, main=True) is False
+    assert started == []
+    assert "SGLANG_NUMA_BIND_V2" in capsys.readouterr().err
 
 
 def fake_launch_server() -> types.ModuleType:
@@ -48,6 +82,40 @@ def fake_launch_server() -> types.ModuleType:
     return module
 
 
+def fake_engine() -> types.ModuleType:
+    """SGLang's LLM runtime engine module as far as the patch goes: `mp` is multiprocessing, and
+    Engine._launch_subprocesses (a classmethod) starts its processes with `mp.Process`."""
+    module = types.ModuleType("fake_engine")
+    module.mp = multiprocessing
+
+    class Engine:
+        @classmethod
+        def _launch_subprocesses(cls, *args):
+            return cls, args, module.mp.Process, module.mp.get_context("spawn"), module.mp.Pipe
+
+    module.Engine = Engine
+    return module
+
+
+def test_the_llm_runtimes_processes_come_from_the_fork_server_while_it_launches():
+    module = fake_engine()
+    assert worker_start.patch_engine(module)
+    cls, args, process, context, pipe = module.Engine._launch_subprocesses("server_args")
+    assert (cls, args) == (module.Engine, ("server_args",))  # still a classmethod, arguments passed on
+    assert process.__self__.__class__ is worker_start.PreloadedContext  # mp.Process: the fork server's
+    assert isinstance(context, worker_start.PreloadedContext)
+    assert pipe is multiprocessing.Pipe  # everything else is multiprocessing's own
+    assert module.mp is multiprocessing  # restored once it has launched
+    assert not worker_start.patch_engine(module)  # once
+
+
+def test_an_engine_module_of_another_shape_is_left_alone():
+    module = fake_engine()
+    module.Engine._launch_subprocesses = staticmethod(lambda: None)
+    assert not worker_start.patch_engine(module)
+    assert not worker_start.patch_engine(types.ModuleType("no_engine"))
+
+
 def test_worker_groups_start_from_the_fork_server_and_nothing_else_changes():
     module = fake_launch_server()
     assert worker_start.patch_launch_server(module)
@@ -58,26 +126,27 @@ def test_worker_groups_start_from_the_fork_server_and_nothing_else_changes():
     assert not worker_start.patch_launch_server(module)  # once
 
 
-def report_environment(name: str, conn) -> None:
-    conn.send(os.environ.get(name))
+def report_environment(name: str, conn, suffix: str = "") -> None:
+    conn.send(f"{os.environ.get(name)}{suffix}")
     conn.close()
 
 
 def test_a_worker_sees_the_environment_of_its_start_not_the_fork_servers(monkeypatch):
-    """SGLang may set variables after the fork server started; a spawned worker would inherit them, so the
-    fork server's child should too."""
+    """SGLang may set variables after the fork server started, and its LLM runtime even between creating a
+    process and starting it; a spawned worker would inherit them, so the fork server's child should too."""
     from multiprocessing import forkserver
 
     monkeypatch.delenv("GLM_IMAGE_TEST_LATE", raising=False)
     forkserver.ensure_running()  # the fork server, started before the variable exists
-    monkeypatch.setenv("GLM_IMAGE_TEST_LATE", "set after the fork server started")
     context = worker_start.PreloadedContext()
     reader, writer = context.Pipe(duplex=False)
-    process = context.Process(target=report_environment, args=("GLM_IMAGE_TEST_LATE", writer), daemon=True)
+    process = context.Process(target=report_environment, args=("GLM_IMAGE_TEST_LATE", writer),
+                              kwargs={"suffix": " (kwargs too)"}, daemon=True)  # fmt: skip
+    monkeypatch.setenv("GLM_IMAGE_TEST_LATE", "set after the process was made")
     process.start()
     writer.close()
     assert reader.poll(120), "the worker sent nothing"
-    assert reader.recv() == "set after the fork server started"
+    assert reader.recv() == "set after the process was made (kwargs too)"
     process.join(120)
     assert process.exitcode == 0
 
