@@ -196,7 +196,7 @@ def cmd_serve(settings: Settings) -> int:
         host = f"[{host}]"
     after = f"{prepared.ar_url}/health" if prepared.ar_url and not prepared.plan.ar_together else None
     sglang = Child("SGLang", prepared.launch.argv, prepared.env, start_after=after)
-    ar = Child("AR server", prepared.ar_argv, prepared.env) if prepared.ar_argv else None
+    ar = Child("AR server", prepared.ar_argv, prepared.env, ar_server=True) if prepared.ar_argv else None
     children = [sglang] if ar is None else [ar, sglang]
     if prepared.gateway_argv:
         children.append(Child("gateway", prepared.gateway_argv, dict(os.environ), drains=True))

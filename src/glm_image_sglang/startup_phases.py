@@ -9,6 +9,11 @@ kernels (a warm CACHE_DIR makes it short). Where SGLang starts only once the AR 
 (GLM_AR_START=after-ready), that wait comes first and the imports count from SGLang's start. Checked
 against SGLang 0.5.16 and 0.5.23 logs. The kernel compiles are the image plugin's lines
 (kernel_compiles.py), summed over every worker.
+
+GLM-Image's AR server (SGLang's LLM runtime, started beside the diffusion server and often the last to answer)
+has phases of its own, read off its own output (0.5.23's lines): its main process's imports (until it logs
+its `server_args=`), its scheduler's start (a spawned or forked process, until `Init parallel begin.`), its
+weight load, its CUDA graph captures, and when it is up (`fired up and ready to roll`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ COMPONENT_START = re.compile(r"\bLoading (\w+) from \S")
 COMPONENT_DONE = re.compile(r"\bLoaded (\w+): ")
 UPSTREAM_UP = re.compile(r"answered /health 200; running a test generation")
 KERNEL_COMPILED = re.compile(r"compiled CUDA kernel (\S+) \(([^)]+)\) in ([0-9.]+) s")
+# the AR server's milestones: (mark, line); a "begin"/"end" pair keeps its first begin and its last end
+AR_LINES = (
+    ("args", re.compile(r"\bserver_args=")),
+    ("scheduler", re.compile(r"\bInit parallel begin\.")),
+    ("weights", re.compile(r"\bLoad weight begin\.")),
+    ("weights end", re.compile(r"\bLoad weight end\.")),
+    ("graphs", re.compile(r"\bCapture .*\bbegin\. ")),
+    ("graphs end", re.compile(r"\bCapture .*\bend\. ")),
+    ("up", re.compile(r"The server is fired up and ready to roll")),
+)
 
 
 class StartupPhases:
@@ -33,6 +48,7 @@ class StartupPhases:
         self.components: dict[str, list[float]] = {}  # name -> [start, end]; end < 0 until its "Loaded" line
         self.compiles: list[tuple[str, float]] = []  # (kernel, seconds), as the plugin reported them
         self.waited: tuple[str, float] | None = None  # SGLang started only once another server answered
+        self.ar: dict[str, float] = {}  # the AR server's milestones (AR_LINES)
 
     def started_after(self, what: str, now: float | None = None) -> None:
         """SGLang was started only now, once `what` answered /health (GLM_AR_START=after-ready: the AR
@@ -62,6 +78,31 @@ class StartupPhases:
             m = KERNEL_COMPILED.search(line)
             if m:
                 self.compiles.append((m.group(1), float(m.group(3))))
+
+    def observe_ar(self, line: str, now: float | None = None) -> None:
+        """One output line of GLM-Image's AR server, as it arrives."""
+        t = (time.monotonic() if now is None else now) - self.t0
+        with self.lock:
+            for mark, pattern in AR_LINES:
+                if pattern.search(line) and (mark.endswith(" end") or mark not in self.ar):
+                    self.ar[mark] = t
+
+    def ar_summary(self) -> str:
+        """The AR server's phases, as far as its output went; empty where it printed none of its lines."""
+        with self.lock:
+            ar = dict(self.ar)
+        parts = []
+        previous = 0.0
+        for mark, what in (("args", "imports"), ("scheduler", "scheduler start (imports again)")):
+            if mark in ar:
+                parts.append(f"{what} {ar[mark] - previous:.1f} s")
+                previous = ar[mark]
+        for mark, what in (("weights", "weights"), ("graphs", "CUDA graphs")):
+            if mark in ar and f"{mark} end" in ar:
+                parts.append(f"{what} {ar[f'{mark} end'] - ar[mark]:.1f} s")
+        if "up" in ar:
+            parts.append(f"up at {ar['up']:.1f} s")
+        return f"AR server: {', '.join(parts)}" if parts else ""
 
     def summary(self, until: float | None = None) -> str:
         """One line: each phase's seconds, in the order they happened, up to `until` (seconds since the
@@ -95,4 +136,7 @@ class StartupPhases:
             each = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in compiles[:3])
             more = f" and {len(compiles) - 3} more" if len(compiles) > 3 else ""
             parts.append(f"CUDA kernel compiles {sum(s for _, s in compiles):.1f} s summed ({each}{more})")
+        ar = self.ar_summary()
+        if ar:
+            parts.append(ar)
         return "; ".join(parts) or "no phase lines recognised in SGLang's output"

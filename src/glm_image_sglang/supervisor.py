@@ -90,6 +90,7 @@ class Child:
     env: dict[str, str]
     drains: bool = False  # stopped first; the others once it has exited (the gateway finishes running work)
     start_after: str | None = None  # started once this URL answers 200 (GLM_AR=srt: the AR server's /health)
+    ar_server: bool = False  # GLM-Image's AR server: its output has start-up phases of its own
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     proc: subprocess.Popen[str] | None = None
     pump: threading.Thread | None = None
@@ -217,7 +218,7 @@ class Supervisor:
                 self.phases.started_after(child.start_after)
                 if not self._start(child, threads_running=True):
                     return False
-                child.on_line = self.phases.observe
+                child.on_line = self.phases.observe_ar if child.ar_server else self.phases.observe
                 child.start_pump()
         return True
 
@@ -240,7 +241,7 @@ class Supervisor:
         self.phases = StartupPhases(started)
         for child in self.children:
             if child.proc is not None:
-                child.on_line = self.phases.observe
+                child.on_line = self.phases.observe_ar if child.ar_server else self.phases.observe
                 child.start_pump()
         next_progress = started + PROGRESS_EVERY
         while self._alive():

@@ -16,6 +16,7 @@ import json
 import random
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,6 +173,17 @@ def test_the_ar_servers_scheduler_is_forked_by_default(srt_server):
     assert len(ar_main) == 1, tree
     children = [pid for pid, (parent, _) in tree.items() if parent == fork_servers[ar_main[0]]]
     assert len(children) >= 2, tree  # the scheduler and the detokenizer
+
+
+def test_the_start_up_phases_include_the_ar_servers(srt_server):
+    """The launcher's start-up phases should say where the AR server's start went: its main's imports and its
+    scheduler's start, read off the real LLM runtime's own lines."""
+    deadline = time.monotonic() + 60  # the launcher prints it at its next look at /health, just after ready
+    while "[launcher] start-up phases:" not in (logs := srt_server.logs()):
+        assert time.monotonic() < deadline, logs[-3000:]
+        time.sleep(0.2)
+    phases = next(line for line in logs.splitlines() if "[launcher] start-up phases:" in line)
+    assert "; AR server: imports " in phases and ", scheduler start (imports again) " in phases, phases
 
 
 def test_srt_layout_stops_both_on_sigterm(srt_server):

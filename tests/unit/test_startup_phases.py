@@ -81,3 +81,52 @@ def test_a_late_start_counts_its_wait_apart():
         phases.observe(line, now=t + 50.0)
     text = phases.summary(until=160.0)
     assert text.startswith("waiting for http://127.0.0.1:32000/health 50.0 s; SGLang imports 20.1 s; worker start")
+
+
+AR_LINES = [
+    (31.6, "[2026-12-02 07:58:31] server_args=ServerArgs(model_path='/m/vision_language_encoder', ...)"),
+    (53.8, "[2026-12-02 07:58:53] Init parallel begin."),
+    (54.9, "[2026-12-02 07:58:54] Load weight begin. avail mem=138.10 GB"),
+    (58.7, "[2026-12-02 07:58:58] Load weight end. elapsed=3.80 s, type=GlmImageForConditionalGeneration"),
+    (60.1, "[2026-12-02 07:59:00] Capture decode cuda graph begin. backend=fa3, num_tokens_per_req=1, avail mem=20 GB"),
+    (66.5, "[2026-12-02 07:59:06] Capture decode cuda graph end. bs=[1, 2, 4, 8, 12, 16], elapsed=6.40 s"),
+    (70.6, "[2026-12-02 07:59:10] The server is fired up and ready to roll!"),
+]
+
+
+def test_the_ar_servers_phases_come_from_its_own_lines():
+    """GLM-Image's AR server: its main's imports, its scheduler's start, weights, CUDA graphs and when it was up."""
+    phases = phases_of(LINES)
+    for t, line in AR_LINES:
+        phases.observe_ar(line, now=t)
+    assert phases.summary(until=110.0).endswith(
+        "; AR server: imports 31.6 s, scheduler start (imports again) 22.2 s, weights 3.8 s, CUDA graphs 6.4 s, "
+        "up at 70.6 s"
+    )
+
+
+def test_the_ar_servers_lines_are_not_the_diffusion_servers():
+    """A line of the AR server's that looks like one of the diffusion server's does not count for it."""
+    phases = StartupPhases(clock=0.0)
+    phases.observe_ar("[11-29 10:00:20] Starting server...", now=5.0)
+    phases.observe_ar("[11-29 10:00:28] Loading tokenizer from /m/processor.", now=6.0)
+    assert phases.summary(until=10.0) == "no phase lines recognised in SGLang's output"
+
+
+def test_an_ar_server_still_starting_shows_how_far_it_got():
+    """Given up before the AR server was up (STARTUP_TIMEOUT): its phases so far, a weight load not yet done left
+    out."""
+    phases = StartupPhases(clock=0.0)
+    for t, line in AR_LINES[:3]:
+        phases.observe_ar(line, now=t)
+    assert phases.summary(until=60.0) == "AR server: imports 31.6 s, scheduler start (imports again) 22.2 s"
+
+
+def test_several_cuda_graph_captures_count_from_the_first_begin_to_the_last_end():
+    """Prefill and decode graphs captured one after the other: one CUDA graph phase over both."""
+    phases = StartupPhases(clock=0.0)
+    phases.observe_ar("Capture prefill CUDA graph begin. backend=fa3, num_tokens=[4096], avail mem=20 GB", now=10.0)
+    phases.observe_ar("Capture prefill CUDA graph end. elapsed=2.00 s, mem usage=1 GB, avail mem=19 GB.", now=12.0)
+    phases.observe_ar("Capture decode cuda graph begin. backend=fa3, num_tokens_per_req=1, avail mem=19 GB", now=12.5)
+    phases.observe_ar("Capture decode cuda graph end. bs=[1, 2], elapsed=3.00 s, mem usage=1 GB.", now=15.5)
+    assert phases.ar_summary() == "AR server: CUDA graphs 5.5 s"
