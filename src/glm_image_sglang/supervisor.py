@@ -218,9 +218,13 @@ class Supervisor:
                 self.phases.started_after(child.start_after)
                 if not self._start(child, threads_running=True):
                     return False
-                child.on_line = self.phases.observe_ar if child.ar_server else self.phases.observe
-                child.start_pump()
+                self._follow(child)
         return True
+
+    def _follow(self, child: Child) -> None:
+        """Pump a started child's output, its lines read for the start-up phases (the AR server's apart)."""
+        child.on_line = self.phases.observe_ar if child.ar_server else self.phases.observe
+        child.start_pump()
 
     def _alive(self) -> bool:
         """Every started child runs (one still waiting for its start_after URL is not counted); with none
@@ -241,8 +245,7 @@ class Supervisor:
         self.phases = StartupPhases(started)
         for child in self.children:
             if child.proc is not None:
-                child.on_line = self.phases.observe_ar if child.ar_server else self.phases.observe
-                child.start_pump()
+                self._follow(child)
         next_progress = started + PROGRESS_EVERY
         while self._alive():
             now = time.monotonic()

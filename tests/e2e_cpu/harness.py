@@ -180,6 +180,14 @@ class Server:
         proc = subprocess.run([DOCKER, "logs", self.name], capture_output=True, text=True)
         return proc.stdout + proc.stderr
 
+    def phases_line(self) -> str:
+        """The launcher's `start-up phases` line, which it prints at its next look at /health, just after ready."""
+        deadline = time.monotonic() + 60  # a bound for a failure to show: the line ends the wait as it comes
+        while "[launcher] start-up phases:" not in (logs := self.logs()):
+            assert time.monotonic() < deadline, logs[-3000:]
+            time.sleep(0.2)
+        return next(line for line in logs.splitlines() if "[launcher] start-up phases:" in line)
+
     def terminate(self) -> None:
         """SIGTERM without waiting (what Kubernetes sends at a rolling update or `docker stop`)."""
         if self.backend == "host":

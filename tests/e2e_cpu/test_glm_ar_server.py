@@ -16,7 +16,6 @@ import json
 import random
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -178,11 +177,7 @@ def test_the_ar_servers_scheduler_is_forked_by_default(srt_server):
 def test_the_start_up_phases_include_the_ar_servers(srt_server):
     """The launcher's start-up phases should say where the AR server's start went: its main's imports and its
     scheduler's start, read off the real LLM runtime's own lines."""
-    deadline = time.monotonic() + 60  # the launcher prints it at its next look at /health, just after ready
-    while "[launcher] start-up phases:" not in (logs := srt_server.logs()):
-        assert time.monotonic() < deadline, logs[-3000:]
-        time.sleep(0.2)
-    phases = next(line for line in logs.splitlines() if "[launcher] start-up phases:" in line)
+    phases = srt_server.phases_line()
     assert "; AR server: imports " in phases and ", scheduler start (imports again) " in phases, phases
 
 
